@@ -1,0 +1,46 @@
+"""The spike-level reference equals the bits of the code-level reference (spec section 6)."""
+import numpy as np
+from hypothesis import given, settings, strategies as st
+
+from factories import random_codes, random_network
+from lava_deploy.convert.network import encode_input_digits
+from lava_deploy.simulate.reference import run_reference
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), time_steps=st.integers(1, 8), input_bits=st.integers(1, 8),
+       conv=st.booleans(), clamp=st.booleans())
+def test_spikes_are_the_bits_of_every_code(seed, time_steps, input_bits, conv, clamp):
+    rng = np.random.default_rng(seed)
+    levels = None
+    if clamp:  # QCFS checkpoints with L < 2**T - 1 levels
+        levels = int(rng.integers(1, 1 << time_steps))
+    net = random_network(rng, time_steps=time_steps, input_bits=input_bits, conv=conv, levels=levels)
+    codes = random_codes(rng, net, 7)
+    by_code = run_reference(net, codes)
+    by_spike = run_reference(net, codes, spikes=True)
+    np.testing.assert_array_equal(by_spike.logits, by_code.logits)
+    T = time_steps
+    for k, spikes in zip(by_code.codes, by_spike.spikes):
+        assert spikes.shape == (len(codes), T, *k.shape[1:])
+        bits = np.stack([(k >> (T - 1 - j)) & 1 for j in range(T)], axis=1)
+        np.testing.assert_array_equal(spikes.astype(np.int64), bits)
+        assert k.max() <= net.layers[0].levels
+
+
+def test_saturated_and_negative_potentials_occur():
+    """The random networks above really reach both ends of the code range."""
+    rng = np.random.default_rng(0)
+    net = random_network(rng, time_steps=3)
+    codes = run_reference(net, random_codes(rng, net, 50)).codes
+    assert all((c == 0).any() and (c == 7).any() for c in codes)
+
+
+def test_input_digit_planes_rebuild_the_codes():
+    codes = np.arange(256)
+    for T in range(1, 9):
+        planes = encode_input_digits(codes, 8, T)
+        m = -(-8 // T)
+        rebuilt = sum(planes[j] << (m * (T - 1 - j)) for j in range(T))
+        np.testing.assert_array_equal(rebuilt, codes)
+        assert planes.max() < (1 << m)
