@@ -1,0 +1,35 @@
+"""Conversion: QCFS network -> folded integer-domain layers -> Loihi fixed point."""
+from __future__ import annotations
+
+from typing import Optional
+
+from torch import nn
+
+from lava_deploy.convert.fixed_point import to_fixed_point
+from lava_deploy.convert.fold import fold_model
+from lava_deploy.convert.network import SpikingLayer, SpikingNetwork
+from lava_deploy.errors import DeployError
+from lava_deploy.train.models import qcfs_layers
+
+__all__ = ["convert_model", "SpikingLayer", "SpikingNetwork"]
+
+
+def convert_model(model: nn.Module, input_shape: tuple[int, int, int], input_bits: int,
+                  class_names: list[str], metadata: Optional[dict] = None) -> SpikingNetwork:
+    """Convert a trained QCFS ``nn.Sequential`` into the integer spiking network.
+
+    T is the largest ``ceil(log2(L + 1))`` over the model's QCFS activations.
+
+    Raises:
+        DeployError: a module without exact spiking equivalent, or a layer that
+            cannot fit Loihi's 24-bit state.
+    """
+    activations = qcfs_layers(model)
+    if not activations:
+        raise DeployError("the model has no QCFS activation: train it with QCFS (lava_deploy.train.qcfs.QCFS)")
+    time_steps = max(a.time_steps for a in activations)
+    folded = fold_model(model.eval(), input_shape, input_bits)
+    try:
+        return to_fixed_point(folded, time_steps, input_bits, input_shape, class_names, metadata)
+    except ValueError as exc:
+        raise DeployError(str(exc)) from None

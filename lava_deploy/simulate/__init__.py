@@ -1,0 +1,133 @@
+"""Simulation: run an exported spiking network on a backend and measure it.
+
+Backends: ``reference`` (the exact PyTorch integer model, no Lava needed) and
+``lava-cpu`` (Lava's fixed-point CPU simulator). The Lava backend is imported
+only when asked for, so that everything else works without Lava.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from lava_deploy.convert.network import SpikingNetwork
+from lava_deploy.errors import DeployError
+from lava_deploy.simulate.reference import _popcount, run_reference
+from lava_deploy.train.data import load_dataset, quantize_input
+
+BACKENDS = ("reference", "lava-cpu")
+
+
+@dataclass
+class SimulationResult:
+    """Per-sample outputs and the figures a user compares backends by.
+
+    Attributes:
+        backend: which backend produced it.
+        logits: int64 ``(N, classes)``.
+        labels: int64 ``(N,)``.
+        spikes: per hidden layer, bool ``(N, T, C, H, W)`` when recorded.
+        spikes_per_layer: mean spikes per sample in each hidden layer.
+        steps_per_sample: time steps between consecutive samples (T when pipelined).
+        latency_steps: steps from a sample's first input spike to its logits.
+        wall_seconds: time the backend took for all samples.
+    """
+
+    backend: str
+    logits: np.ndarray
+    labels: np.ndarray
+    spikes_per_layer: list[float]
+    steps_per_sample: int
+    latency_steps: int
+    wall_seconds: float
+    spikes: Optional[list[np.ndarray]] = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """argmax of the logits, first index on ties."""
+        return self.logits.argmax(axis=1)
+
+    @property
+    def accuracy(self) -> float:
+        """Fraction of samples classified correctly."""
+        return float((self.predictions == self.labels).mean())
+
+    @property
+    def spikes_per_sample(self) -> float:
+        """Mean spikes per sample over all hidden layers."""
+        return float(sum(self.spikes_per_layer))
+
+    def summary(self) -> dict:
+        """The JSON-ready figures (``lava-deploy simulate --json``)."""
+        samples = len(self.labels)
+        return {
+            "backend": self.backend,
+            "samples": samples,
+            "accuracy": self.accuracy,
+            "spikes_per_sample": self.spikes_per_sample,
+            "spikes_per_layer": [float(s) for s in self.spikes_per_layer],
+            "steps_per_sample": self.steps_per_sample,
+            "latency_steps": self.latency_steps,
+            "wall_seconds": self.wall_seconds,
+            "seconds_per_sample": self.wall_seconds / max(samples, 1),
+            **self.extra,
+        }
+
+
+def load_network(path: str | Path) -> SpikingNetwork:
+    """Read an exported netx HDF5 network (one-line DeployError if it is malformed)."""
+    from lava_deploy.export.netx import read_netx
+    return read_netx(path)
+
+
+def simulation_inputs(network: SpikingNetwork, dataset: str, samples: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``samples`` test images of ``dataset`` as input codes, with their labels.
+
+    Raises:
+        DeployError: the dataset's image shape differs from the network's input.
+    """
+    data = load_dataset(dataset)
+    if tuple(data.input_shape) != tuple(network.input_shape):
+        raise DeployError(f"dataset '{dataset}' has images of shape {tuple(data.input_shape)}, "
+                          f"the network expects {tuple(network.input_shape)}")
+    if samples is not None and samples < 1:
+        raise DeployError(f"--samples must be at least 1, got {samples}")
+    count = len(data.y_test) if samples is None else min(samples, len(data.y_test))
+    return quantize_input(data.x_test[:count], network.input_bits), data.y_test[:count].astype(np.int64)
+
+
+def simulate(network: SpikingNetwork | str | Path, dataset: str = "digits", backend: str = "reference",
+             samples: Optional[int] = None, record_spikes: bool = False,
+             progress: Optional[Callable[[int], None]] = None) -> SimulationResult:
+    """Run a network on a dataset's test split with one backend.
+
+    Args:
+        network: a converted network or the path of an exported netx file.
+        dataset: dataset spec (``digits``, ``mnist5k``, ``npz:PATH``, ``cifar10:DIR``).
+        backend: ``reference`` or ``lava-cpu``.
+        samples: how many test samples (all when None).
+        record_spikes: keep every spike of every hidden layer.
+        progress: called with the number of samples finished so far, as they finish.
+    """
+    if not isinstance(network, SpikingNetwork):
+        network = load_network(network)
+    if backend not in BACKENDS:
+        raise DeployError(f"unknown backend '{backend}': use {', '.join(BACKENDS)}")
+    codes, labels = simulation_inputs(network, dataset, samples)
+    if backend == "reference":
+        start = time.perf_counter()
+        ref = run_reference(network, codes, spikes=record_spikes, progress=progress)
+        wall = time.perf_counter() - start
+        spikes_per_layer = [float(_popcount(c).reshape(len(c), -1).sum(axis=1).mean()) for c in ref.codes]
+        return SimulationResult("reference", ref.logits, labels, spikes_per_layer, network.steps_per_sample,
+                                network.latency_steps, wall, ref.spikes)
+    from lava_deploy.simulate.lava_cpu.runner import run_lava
+    lava = run_lava(network, codes, labels, record_spikes=True, progress=progress)
+    spikes_per_layer = [float(s.reshape(len(s), -1).sum(axis=1).mean()) for s in lava.spikes]
+    return SimulationResult("lava-cpu", lava.logits, labels, spikes_per_layer, lava.steps_per_sample,
+                            lava.latency_steps, lava.wall_seconds, lava.spikes if record_spikes else None,
+                            extra={"steps_run": lava.steps_run})

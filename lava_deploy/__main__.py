@@ -1,0 +1,3 @@
+from lava_deploy.cli import main
+import sys
+sys.exit(main())

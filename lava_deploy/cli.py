@@ -1,0 +1,146 @@
+"""The ``lava-deploy`` command line: a thin layer over the Python API.
+
+Every user error is one line on stderr and exit code 2; Ctrl-C exits 130.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Optional, Sequence
+
+from lava_deploy.errors import DeployError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, like every other error."""
+
+    def error(self, message: str) -> None:  # noqa: D102
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from lava_deploy.train.trainer import TrainConfig, train
+
+    config = TrainConfig(model=args.model, dataset=args.dataset, bits=args.bits, input_bits=args.input_bits,
+                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, bit_l1=args.bit_l1,
+                         qat_epochs=args.qat_epochs, seed=args.seed)
+    result = train(config, output=args.output, progress=not args.quiet)
+    print(f"float QCFS test accuracy: {result.test_accuracy:.4f}  "
+          f"spikes/sample: {result.spikes_per_sample:.1f}  -> {args.output}")
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from lava_deploy.export import export
+
+    network = export(args.checkpoint, args.output)
+    meta = network.metadata
+    print(f"float QCFS test accuracy: {meta['float_test_accuracy']:.4f}  "
+          f"integer reference test accuracy: {meta['reference_test_accuracy']:.4f}  -> {args.output}")
+
+
+def _cmd_simulate(args: argparse.Namespace) -> None:
+    from lava_deploy.simulate import simulate
+
+    with _progress_bar(args.quiet, "simulate") as progress:
+        result = simulate(args.network, dataset=args.dataset, backend=args.backend, samples=args.samples,
+                          progress=progress)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for key, value in summary.items():
+            print(f"{key:>20}: {value:.4f}" if isinstance(value, float) else f"{key:>20}: {value}")
+
+
+def _cmd_compare(args: argparse.Namespace) -> None:
+    from lava_deploy.compare import compare
+
+    with _progress_bar(args.quiet, "lava-cpu") as progress:
+        result = compare(args.network, dataset=args.dataset, samples=args.samples, progress=progress)
+    print(json.dumps(result.summary(), indent=2) if args.json else result.table())
+
+
+class _progress_bar:
+    """A tqdm bar whose update function is handed to the library as ``progress``."""
+
+    def __init__(self, quiet: bool, desc: str) -> None:
+        self.quiet, self.desc, self.bar = quiet, desc, None
+
+    def __enter__(self):
+        if self.quiet:
+            return None
+        from tqdm.auto import tqdm
+        self.bar = tqdm(desc=self.desc, unit="sample", file=sys.stderr)
+        return self.bar.update
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every verb."""
+    parser = _Parser(prog="lava-deploy", description="Deploy QCFS-trained networks as bit-exact spiking "
+                     "networks on Lava (CPU simulator) and Loihi 2.")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    p = verbs.add_parser("train", help="train a QCFS network and save a checkpoint")
+    p.add_argument("--model", default="cnn", choices=["mlp", "cnn"], help="model family")
+    p.add_argument("--dataset", default="digits", help="digits, mnist5k, npz:PATH or cifar10:DIR")
+    p.add_argument("--bits", type=int, default=3, help="T: time steps per sample; QCFS levels 2**T - 1 (1..8)")
+    p.add_argument("--input-bits", type=int, default=8, help="bits of the quantized input image")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (cosine schedule)")
+    p.add_argument("--bit-l1", type=float, default=0.0, help="weight of the bit-L1 spike penalty (0: off)")
+    p.add_argument("--qat-epochs", type=int, default=5,
+                   help="quantization-aware fine-tuning epochs through the 8-bit rounding (0: none)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="checkpoint file to write")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = verbs.add_parser("export", help="convert a checkpoint to a netx HDF5 spiking network")
+    p.add_argument("checkpoint")
+    p.add_argument("-o", "--output", required=True, help="netx HDF5 file to write")
+    p.set_defaults(func=_cmd_export)
+
+    p = verbs.add_parser("simulate", help="run an exported network on a dataset's test split")
+    p.add_argument("network", help="netx HDF5 file")
+    p.add_argument("--backend", default="reference", help="reference or lava-cpu")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--samples", type=int, default=None, help="number of test samples (default: all)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = verbs.add_parser("compare", help="run the integer reference and Lava on the same samples, spike for spike")
+    p.add_argument("network", help="netx HDF5 file")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--samples", type=int, default=200, help="number of test samples (default: 200)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_compare)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``lava-deploy`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except DeployError as exc:
+        print(f"lava-deploy: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("lava-deploy: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

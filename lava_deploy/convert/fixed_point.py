@@ -1,0 +1,83 @@
+"""Rounding folded layers onto Loihi's fixed point (spec section 3).
+
+Per layer, a scale S = 2**F: weights become ``mantissa << exp`` with an 8-bit
+mixed-sign mantissa on Loihi's grid (even integers in [-256, 254]) and a
+non-negative exponent, biases ``round(b~ * S)``. Everything after this point is
+integer arithmetic that every backend reproduces exactly; the distance between
+the float network and this one is the quantization loss, reported separately.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+
+from lava_deploy.convert.fold import FoldedLayer
+from lava_deploy.convert.network import STATE_BITS, SpikingLayer, SpikingNetwork
+
+#: Largest mantissa half: Loihi drops the lowest bit of a mixed-sign 8-bit weight.
+Q_MAX = 127
+
+
+def _round(x: np.ndarray) -> np.ndarray:
+    """Round half up, the same on every platform (numpy's round is half-to-even)."""
+    return np.floor(x + 0.5).astype(np.int64)
+
+
+def quantize_layer(folded: FoldedLayer, time_steps: int, accumulate_shift: int,
+                   weight_shift: int) -> SpikingLayer:
+    """Round one folded layer with weight step 2**-weight_shift (in code units)."""
+    q = np.clip(_round(folded.weight * 2.0**weight_shift), -Q_MAX - 1, Q_MAX)
+    exp, scale_exp = scale_exponents(weight_shift, folded.levels, time_steps)
+    return SpikingLayer(
+        kind=folded.kind, weight_mantissa=(2 * q).astype(np.int64), weight_exp=exp,
+        bias=_round(folded.bias * 2.0**scale_exp), scale_exp=scale_exp, levels=folded.levels,
+        input_shape=folded.input_shape, output_shape=folded.output_shape, stride=folded.stride,
+        padding=folded.padding, dilation=folded.dilation, groups=folded.groups,
+        accumulate_shift=accumulate_shift,
+    )
+
+
+def scale_exponents(weight_shift: int, levels: int, time_steps: int) -> tuple[int, int]:
+    """(weight exponent, F) for a weight step of 2**-weight_shift code units.
+
+    A mantissa step is 2 (Loihi drops the lowest bit), so S = 2**(G + 1 + exp);
+    hidden layers need F >= T - 1 (integer thresholds) and F >= 1 (exact half
+    step in the bias); the exponent is the smallest that gives that.
+    """
+    needed = 0 if levels == 0 else max(1, time_steps - 1)
+    exp = max(0, needed - (weight_shift + 1))
+    return exp, weight_shift + 1 + exp
+
+
+def best_weight_shift(peak: float) -> int:
+    """Largest shift G with peak * 2**G <= 127, peak = max|W~|: the finest step that fits 8 bits."""
+    return 16 if peak == 0 else math.floor(math.log2((Q_MAX + 0.49) / peak))
+
+
+def to_fixed_point(folded: Sequence[FoldedLayer], time_steps: int, input_bits: int,
+                   input_shape: Sequence[int], class_names: Sequence[str],
+                   metadata: Optional[dict] = None) -> SpikingNetwork:
+    """Round every folded layer and check that all potentials fit 24 bits.
+
+    A layer whose potentials could overflow gets a coarser weight step (one
+    bit per missing bit of headroom); a layer that still cannot fit is refused.
+
+    Raises:
+        ValueError: a layer overflows Loihi's 24-bit state even at the coarsest step.
+    """
+    network = SpikingNetwork([], time_steps, input_bits, tuple(input_shape), list(class_names), dict(metadata or {}))
+    for i, layer in enumerate(folded):
+        shift = 1 if i > 0 else -(-input_bits // time_steps)
+        weight_shift = best_weight_shift(float(np.abs(layer.weight).max()))
+        while True:
+            candidate = quantize_layer(layer, time_steps, shift, weight_shift)
+            spare = candidate.headroom_bits(network.input_levels if i == 0 else network.layers[-1].levels)
+            if spare >= 0:
+                break
+            if weight_shift < -STATE_BITS:
+                raise ValueError(f"layer {i} cannot fit Loihi's {STATE_BITS}-bit state at any weight precision")
+            weight_shift += spare
+        network.layers.append(candidate)
+    return network

@@ -1,0 +1,163 @@
+"""Error-free folding of a QCFS network into integer-domain layers (spec section 2).
+
+Each synapse layer becomes ``k_l = clip(floor(W~ k_{l-1} + b~), 0, L)`` with
+
+    W~ = W_hat * (lambda_{l-1} / L_{l-1}) * (L_l / lambda_l)
+    b~ = b_hat * L_l / lambda_l + 1/2
+
+where (W_hat, b_hat) have BatchNorm folded in, the QCFS half step moved into the
+bias, and any average pool between two layers folded into the second one.
+The result is still float; :mod:`lava_deploy.convert.fixed_point` rounds it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from lava_deploy.convert.network import conv_output_size
+from lava_deploy.errors import DeployError
+from lava_deploy.train.qcfs import QCFS
+
+#: Modules that do nothing at inference (Flatten is implied by a dense layer).
+_PASS_THROUGH = (nn.Dropout, nn.Identity, nn.Flatten)
+
+
+@dataclass
+class FoldedLayer:
+    """A synapse layer in the integer code domain, before rounding.
+
+    ``levels`` is L of the QCFS activation that follows, or 0 for the readout
+    layer, whose outputs are logits (scaled by a positive factor).
+    ``source`` is the Conv2d/Linear it came from; when no BatchNorm follows it,
+    ``weight = source.weight * weight_scale`` (pool spread aside) and
+    ``bias = source.bias * bias_scale + bias_offset``, which is what
+    quantization-aware fine-tuning rounds through.
+    """
+
+    kind: str
+    weight: np.ndarray
+    bias: np.ndarray
+    levels: int
+    input_shape: tuple[int, int, int]
+    output_shape: tuple[int, int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    source: Optional[nn.Module] = None
+    weight_scale: float = 1.0
+    bias_scale: float = 1.0
+    bias_offset: float = 0.0
+
+
+def leaf_modules(model: nn.Module) -> list[nn.Module]:
+    """The model's leaf modules in execution order (nested Sequentials flattened)."""
+    if isinstance(model, nn.Sequential):
+        return [leaf for child in model for leaf in leaf_modules(child)]
+    return [model]
+
+
+def _pair(value) -> tuple[int, int]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (int(value), int(value))
+
+
+def fold_batchnorm(weight: torch.Tensor, bias: torch.Tensor,
+                   bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights and bias of a synapse layer with the BatchNorm after it folded in (float64)."""
+    scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    shape = (-1,) + (1,) * (weight.dim() - 1)
+    return weight * scale.view(shape), (bias - bn.running_mean.double()) * scale + bn.bias.detach().double()
+
+
+def _spread_pool(weight: torch.Tensor, pool: int) -> torch.Tensor:
+    """Fold a preceding ``pool x pool`` average pool into conv kernels (out, in, kH, kW)."""
+    return weight.repeat_interleave(pool, dim=2).repeat_interleave(pool, dim=3) / pool**2
+
+
+def fold_model(model: nn.Module, input_shape: Sequence[int], input_bits: int) -> list[FoldedLayer]:
+    """Fold a QCFS ``nn.Sequential`` into integer-domain layers.
+
+    Args:
+        model: Conv2d / Linear, each optionally followed by BatchNorm and QCFS,
+            with AvgPool2d between activations; the last synapse has no QCFS.
+        input_shape: ``(C, H, W)``.
+        input_bits: T_in; input pixel = k / (2**T_in - 1).
+
+    Raises:
+        DeployError: a module that has no exact spiking equivalent (ReLU, max
+            pooling, pooling before an activation, ...).
+    """
+    modules = [m for m in leaf_modules(model) if not isinstance(m, _PASS_THROUGH)]
+    shape = tuple(int(s) for s in input_shape)
+    step_in = 1.0 / ((1 << input_bits) - 1)   # activation value of one input code step
+    pool = 1
+    layers: list[FoldedLayer] = []
+    i = 0
+    while i < len(modules):
+        module = modules[i]
+        if isinstance(module, nn.AvgPool2d):
+            size, stride = _pair(module.kernel_size), _pair(module.stride or module.kernel_size)
+            if size[0] != size[1] or size != stride or _pair(module.padding) != (0, 0):
+                raise DeployError("only square, non-overlapping, unpadded average pools convert exactly")
+            if shape[1] % size[0] or shape[2] % size[0]:
+                raise DeployError(f"average pool of {size[0]} needs a feature map divisible by it, got {shape[1:]}")
+            pool *= size[0]
+            shape = (shape[0], shape[1] // size[0], shape[2] // size[0])
+            i += 1
+            continue
+        if not isinstance(module, (nn.Conv2d, nn.Linear)):
+            raise DeployError(f"cannot convert {type(module).__name__} at module {i}: "
+                              "use Conv2d/Linear, BatchNorm, QCFS and AvgPool2d")
+        if layers and layers[-1].levels == 0:
+            raise DeployError(f"module {i}: a synapse layer follows one without QCFS activation")
+        weight = module.weight.detach().double()
+        bias = module.bias.detach().double() if module.bias is not None else torch.zeros(len(weight), dtype=torch.float64)
+        i += 1
+        if i < len(modules) and isinstance(modules[i], nn.modules.batchnorm._BatchNorm):
+            weight, bias = fold_batchnorm(weight, bias, modules[i])
+            i += 1
+        activation = modules[i] if i < len(modules) and isinstance(modules[i], QCFS) else None
+        if activation is not None:
+            i += 1
+        if i < len(modules) and activation is None and isinstance(modules[i], nn.AvgPool2d):
+            raise DeployError("pooling before the activation is not supported: pool after QCFS")
+        in_shape = (shape[0], shape[1] * pool, shape[2] * pool)
+        if isinstance(module, nn.Conv2d):
+            stride, padding, dilation = _pair(module.stride), _pair(module.padding), _pair(module.dilation)
+            if pool > 1:
+                if dilation != (1, 1):
+                    raise DeployError("a dilated conv after an average pool does not convert")
+                weight = _spread_pool(weight, pool)
+                stride = (stride[0] * pool, stride[1] * pool)
+                padding = (padding[0] * pool, padding[1] * pool)
+            kh, kw = weight.shape[2:]
+            out_shape = (weight.shape[0],
+                         conv_output_size(in_shape[1], kh, stride[0], padding[0], dilation[0]),
+                         conv_output_size(in_shape[2], kw, stride[1], padding[1], dilation[1]))
+            geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=module.groups)
+            kind = "conv"
+        else:
+            if pool > 1:
+                weight = _spread_pool(weight.reshape(len(weight), *shape), pool).reshape(len(weight), -1)
+            if weight.shape[1] != int(np.prod(in_shape)):
+                raise DeployError(f"Linear at module {i} expects {weight.shape[1]} inputs, gets {in_shape}")
+            out_shape = (weight.shape[0], 1, 1)
+            geometry = {}
+            kind = "dense"
+        pool_spread, pool = pool * pool, 1
+        ratio = activation.levels / float(activation.threshold.detach()) if activation is not None else 1.0
+        scales = dict(source=module, weight_scale=step_in * ratio / pool_spread, bias_scale=ratio,
+                      bias_offset=0.5 if activation is not None else 0.0)
+        weight, bias = weight * step_in * ratio, bias * ratio + scales["bias_offset"]
+        levels = activation.levels if activation is not None else 0
+        step_in = 1.0 / ratio
+        layers.append(FoldedLayer(kind, weight.numpy(), bias.numpy(), levels, in_shape, out_shape,
+                                  **geometry, **scales))
+        shape = out_shape
+    if not layers or layers[-1].levels != 0:
+        raise DeployError("the model must end with a synapse layer without activation (the classifier)")
+    return layers

@@ -1,0 +1,95 @@
+"""QCFS model families, described as data and built as ``nn.Sequential``.
+
+A model is a list of layer descriptions (``{"type": "conv", "out": 16, ...}``)
+so that a checkpoint can rebuild it exactly and a reader can see it at a
+glance. The built network is a plain ``nn.Sequential`` of Conv2d / Linear /
+BatchNorm / QCFS / AvgPool2d / Flatten: conversion accepts any such sequence,
+including one a user assembles by hand.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import nn
+
+from lava_deploy.errors import DeployError
+from lava_deploy.train.qcfs import QCFS
+
+#: Channel widths of the CNN family, per stage, by input size.
+_CNN_STAGES = {"small": (16, 32, 64), "large": (32, 64, 64)}
+
+
+def model_spec(name: str, input_shape: Sequence[int], num_classes: int) -> list[dict]:
+    """Layer descriptions of a named model family for an input ``(C, H, W)``.
+
+    * ``mlp``: two hidden dense layers (128, 64), BatchNorm and QCFS each.
+    * ``cnn``: VGG-style: conv-BN-QCFS blocks of 3x3 kernels, 2x2 average pools
+      while the image size stays even, then the classifier.
+    The classifier is last and has no activation: its outputs are the logits.
+    """
+    if name == "mlp":
+        hidden = [{"type": "dense", "out": w, "bn": True, "act": True} for w in (128, 64)]
+        return [*hidden, {"type": "dense", "out": num_classes}]
+    if name == "cnn":
+        _, height, width = input_shape
+        widths = _CNN_STAGES["small" if max(height, width) <= 16 else "large"]
+        spec: list[dict] = []
+        for i, channels in enumerate(widths):
+            spec.append({"type": "conv", "out": channels, "kernel": 3, "stride": 1, "padding": 1,
+                         "bn": True, "act": True})
+            if i > 0 and height % 2 == 0 and width % 2 == 0:
+                spec.append({"type": "pool", "size": 2})
+                height, width = height // 2, width // 2
+        spec.append({"type": "dense", "out": num_classes})
+        return spec
+    raise DeployError(f"unknown model '{name}': use mlp or cnn")
+
+
+def build_model(spec: Sequence[dict], input_shape: Sequence[int], levels: int,
+                threshold: float = 8.0) -> nn.Sequential:
+    """Build the ``nn.Sequential`` a spec describes.
+
+    Args:
+        spec: layer descriptions from :func:`model_spec` (or hand-written).
+        input_shape: ``(C, H, W)`` of one input.
+        levels: QCFS levels L of every activation (2**T - 1 for T time steps).
+        threshold: initial QCFS threshold.
+    """
+    channels, height, width = input_shape
+    modules: list[nn.Module] = []
+    flat = False
+    for layer in spec:
+        kind = layer["type"]
+        if kind == "conv":
+            if flat:
+                raise DeployError("a conv layer cannot follow a dense layer")
+            k, s, p = layer["kernel"], layer.get("stride", 1), layer.get("padding", 0)
+            modules.append(nn.Conv2d(channels, layer["out"], k, s, p, bias=not layer.get("bn")))
+            channels = layer["out"]
+            height, width = (height + 2 * p - k) // s + 1, (width + 2 * p - k) // s + 1
+            if layer.get("bn"):
+                modules.append(nn.BatchNorm2d(channels))
+        elif kind == "pool":
+            size = layer["size"]
+            if height % size or width % size:
+                raise DeployError(f"average pool of {size} needs a size divisible by it, got {height}x{width}")
+            modules.append(nn.AvgPool2d(size))
+            height, width = height // size, width // size
+        elif kind == "dense":
+            if not flat:
+                modules.append(nn.Flatten())
+                channels, height, width, flat = channels * height * width, 1, 1, True
+            modules.append(nn.Linear(channels, layer["out"], bias=not layer.get("bn")))
+            channels = layer["out"]
+            if layer.get("bn"):
+                modules.append(nn.BatchNorm1d(channels))
+        else:
+            raise DeployError(f"unknown layer type '{kind}' in model spec")
+        if layer.get("act"):
+            modules.append(QCFS(levels, threshold))
+    return nn.Sequential(*modules)
+
+
+def qcfs_layers(model: nn.Module) -> list[QCFS]:
+    """The QCFS activations of a model, in order."""
+    return [m for m in model.modules() if isinstance(m, QCFS)]

@@ -1,0 +1,120 @@
+"""Quantization-aware fine-tuning: train through the exact rounding of the export.
+
+After float training, BatchNorm is folded into the synapses (same function,
+fewer modules) and the thresholds are frozen, so each layer's map to the
+integer domain is a constant scale. The weights and biases are then rounded in
+the forward pass exactly as :mod:`lava_deploy.convert.fixed_point` rounds them
+(gradients pass straight through), and a few epochs let the network adapt to
+its 8-bit weights. Afterwards the float network and the exported integer
+network compute the same codes: quantization loss is trained away, not hidden.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from lava_deploy.convert.fixed_point import Q_MAX, best_weight_shift, scale_exponents
+from lava_deploy.convert.fold import FoldedLayer, fold_batchnorm, fold_model, leaf_modules
+from lava_deploy.train.models import build_model, qcfs_layers
+
+
+class _RoundSTE(torch.autograd.Function):
+    """Round half up forward (as fixed_point does), identity backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return torch.floor(x + 0.5)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return grad
+
+
+def _weight_shift(weight: torch.Tensor, layer: FoldedLayer) -> int:
+    return best_weight_shift(float(weight.detach().abs().max()) * layer.weight_scale)
+
+
+class _RoundedWeight(nn.Module):
+    """Parametrization: the weight the integer network will really use."""
+
+    def __init__(self, layer: FoldedLayer) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        step = 2.0 ** -_weight_shift(weight, self.layer)
+        q = torch.clamp(_RoundSTE.apply(weight * self.layer.weight_scale / step), -Q_MAX - 1, Q_MAX)
+        return q * step / self.layer.weight_scale
+
+
+class _RoundedBias(nn.Module):
+    """Parametrization: the bias rounded to 1/S, S following the layer's current weights."""
+
+    def __init__(self, layer: FoldedLayer, time_steps: int) -> None:
+        super().__init__()
+        self.layer, self.time_steps = layer, time_steps
+
+    def forward(self, bias: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        layer = self.layer
+        weight = layer.source.parametrizations.weight.original
+        _, scale_exp = scale_exponents(_weight_shift(weight, layer), layer.levels, self.time_steps)
+        scale = 2.0 ** scale_exp
+        folded = _RoundSTE.apply((bias * layer.bias_scale + layer.bias_offset) * scale) / scale
+        return (folded - layer.bias_offset) / layer.bias_scale
+
+
+def without_batchnorm(model: nn.Sequential, spec: Sequence[dict], input_shape: Sequence[int]) -> tuple[nn.Sequential, list[dict]]:
+    """The same function with every BatchNorm folded into the synapse before it.
+
+    Returns the new model (in eval mode) and its spec (``bn`` off, biases on).
+    """
+    new_spec = [{**layer, "bn": False} for layer in spec]
+    levels = qcfs_layers(model)[0].levels
+    folded_model = build_model(new_spec, input_shape, levels).eval()
+    old = [m for m in leaf_modules(model) if not isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = {id(m): n for m, n in zip(leaf_modules(model), leaf_modules(model)[1:])
+           if isinstance(n, nn.modules.batchnorm._BatchNorm)}
+    with torch.no_grad():
+        for source, target in zip(old, leaf_modules(folded_model)):
+            if isinstance(source, (nn.Conv2d, nn.Linear)):
+                bias = source.bias.double() if source.bias is not None else torch.zeros(len(source.weight), dtype=torch.float64)
+                weight = source.weight.double()
+                if id(source) in bns:
+                    weight, bias = fold_batchnorm(weight, bias, bns[id(source)])
+                target.weight.copy_(weight)
+                target.bias.copy_(bias)
+            elif hasattr(source, "threshold"):
+                target.threshold.copy_(source.threshold)
+    return folded_model, new_spec
+
+
+def attach_rounding(model: nn.Sequential, input_shape: Sequence[int], input_bits: int) -> None:
+    """Round weights and biases in the forward pass as the export will; thresholds freeze.
+
+    The model must have no BatchNorm (see :func:`without_batchnorm`), so that
+    each layer's integer-domain weights are its own weights times a constant.
+    """
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in leaf_modules(model)):
+        raise ValueError("fold BatchNorm first (without_batchnorm)")
+    for activation in qcfs_layers(model):
+        activation.threshold.requires_grad_(False)
+    time_steps = max(a.time_steps for a in qcfs_layers(model))
+    for layer in fold_model(model, input_shape, input_bits):
+        parametrize.register_parametrization(layer.source, "weight", _RoundedWeight(layer))
+        parametrize.register_parametrization(layer.source, "bias", _RoundedBias(layer, time_steps))
+
+
+def detach_rounding(model: nn.Sequential) -> nn.Sequential:
+    """Remove the rounding, keeping the rounded values as the plain parameters."""
+    for module in leaf_modules(model):
+        if parametrize.is_parametrized(module):
+            # The bias depends on the unrounded weight: fix it first.
+            parametrize.remove_parametrizations(module, "bias", leave_parametrized=True)
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    for activation in qcfs_layers(model):
+        activation.threshold.requires_grad_(True)
+    return model
+

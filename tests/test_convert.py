@@ -1,0 +1,121 @@
+"""Folding and fixed point: the integer network computes what the QCFS network computes."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lava_deploy.convert import convert_model
+from lava_deploy.convert.fold import fold_model
+from lava_deploy.convert.network import STATE_BITS
+from lava_deploy.errors import DeployError
+from lava_deploy.simulate.reference import run_reference
+from lava_deploy.train.models import build_model, model_spec, qcfs_layers
+from lava_deploy.train.qcfs import QCFS
+
+
+def _trained_like(name, shape, levels=7, seed=0):
+    """A model with non-trivial BatchNorm statistics and thresholds, as training leaves them."""
+    torch.manual_seed(seed)
+    model = build_model(model_spec(name, shape, 10), shape, levels)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.5)
+    for i, act in enumerate(qcfs_layers(model)):
+        act.threshold.data.fill_(1.0 + 0.5 * i)
+    return model.eval()
+
+
+def _qcfs_codes(model, x):
+    """Integer codes of every QCFS activation of the float model."""
+    codes = []
+    for module in model:
+        if isinstance(module, QCFS):
+            codes.append(module.codes(x).to(torch.int64).numpy())
+        x = module(x)
+    return codes, x
+
+
+@pytest.mark.parametrize("name,shape", [("mlp", (1, 8, 8)), ("cnn", (1, 8, 8)), ("cnn", (2, 12, 12))])
+def test_folding_is_exact_before_rounding(name, shape):
+    """floor(W~ k + b~) in float64 reproduces every QCFS code of the float network."""
+    model = _trained_like(name, shape).double()
+    codes = np.random.default_rng(1).integers(0, 256, size=(64, *shape))
+    x = torch.from_numpy(codes / 255.0)
+    with torch.no_grad():
+        expected, logits = _qcfs_codes(model, x)
+    k = torch.from_numpy(codes).double()
+    folded = fold_model(model, shape, 8)
+    for layer, want in zip(folded, expected + [None]):
+        w = torch.from_numpy(layer.weight)
+        if layer.kind == "dense":
+            u = k.reshape(len(k), -1) @ w.T
+        else:
+            u = torch.nn.functional.conv2d(k, w, stride=layer.stride, padding=layer.padding)
+        u = u.reshape(len(k), -1) + torch.from_numpy(layer.bias).repeat_interleave(int(np.prod(layer.output_shape[1:])))
+        if want is None:   # readout: logits up to the positive scale of the last activation
+            np.testing.assert_allclose(u.numpy(), logits.numpy(), rtol=1e-9, atol=1e-9)
+            break
+        k = torch.clamp(torch.floor(u), 0, layer.levels).reshape(len(k), *layer.output_shape)
+        assert (k.to(torch.int64).numpy().reshape(want.shape) == want).mean() > 0.9999
+
+
+def test_pooling_folds_into_the_next_layer():
+    model = _trained_like("cnn", (1, 8, 8))
+    folded = fold_model(model, (1, 8, 8), 8)
+    conv_after_pool = folded[2]
+    assert conv_after_pool.weight.shape[2:] == (6, 6) and conv_after_pool.stride == (2, 2)
+    assert conv_after_pool.padding == (2, 2) and conv_after_pool.output_shape == (64, 4, 4)
+    assert folded[-1].input_shape == (64, 4, 4) and folded[-1].levels == 0
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_fixed_point_is_on_loihi_grid_and_close_to_float(name):
+    model = _trained_like(name, (1, 8, 8))
+    net = convert_model(model, (1, 8, 8), 8, [str(i) for i in range(10)])
+    assert net.time_steps == 3
+    for layer in net.layers:
+        m = layer.weight_mantissa
+        assert m.min() >= -256 and m.max() <= 254 and (m % 2 == 0).all()
+        assert layer.weight_exp >= 0 and layer.scale_exp >= net.time_steps - 1
+    assert all(spare >= 0 for spare in net.headroom())
+    codes = np.random.default_rng(2).integers(0, 256, size=(300, 1, 8, 8))
+    with torch.no_grad():
+        expected, logits = _qcfs_codes(model, torch.from_numpy(codes / 255.0).float())
+    ref = run_reference(net, codes)
+    # Quantization loss is small but real: most codes agree, nearly all predictions do.
+    for got, want in zip(ref.codes, expected):
+        assert (got.reshape(want.shape) == want).mean() > 0.95
+    assert (ref.predictions == logits.argmax(1).numpy()).mean() > 0.95
+
+
+def test_headroom_is_reported_and_overflow_refused():
+    model = _trained_like("mlp", (1, 8, 8))
+    net = convert_model(model, (1, 8, 8), 8, [str(i) for i in range(10)])
+    layer = net.layers[1]
+    spare = layer.headroom_bits(7)
+    low, high = layer.potential_bounds(7)
+    assert max(abs(low), high) < 2 ** (STATE_BITS - 1 - spare)
+    layer.weight_exp = spare + 1        # one bit too many
+    assert layer.headroom_bits(7) < 0
+    from lava_deploy.convert.network import check_headroom
+    with pytest.raises(ValueError, match="overflow"):
+        check_headroom(net)
+
+
+@pytest.mark.parametrize("middle,features,message", [
+    ([nn.ReLU()], 256, "ReLU"),                       # not quantized: no exact spike code
+    ([QCFS(7), nn.MaxPool2d(2)], 64, "MaxPool2d"),   # not linear: cannot fold into the next layer
+])
+def test_modules_without_exact_spiking_form_are_refused(middle, features, message):
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), *middle, nn.Flatten(),
+                          nn.Linear(features, 16), QCFS(7), nn.Linear(16, 10))
+    with pytest.raises(DeployError, match=message):
+        convert_model(model, (1, 8, 8), 8, [str(i) for i in range(10)])
+
+
+def test_a_model_without_qcfs_is_refused():
+    with pytest.raises(DeployError, match="no QCFS"):
+        convert_model(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), (1, 8, 8), 8, list("0123456789"))
