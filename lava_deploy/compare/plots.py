@@ -1,0 +1,65 @@
+"""Plots a person would rather look at than read: spikes per layer, a spike raster."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from lava_deploy.convert.network import SpikingNetwork
+from lava_deploy.simulate import SimulationResult
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_spikes_per_layer(results: Sequence[SimulationResult], path: str | Path) -> Path:
+    """Bar chart of mean spikes per sample in each hidden layer, one bar per backend."""
+    plt = _pyplot()
+    layers = len(results[0].spikes_per_layer)
+    width = 0.8 / len(results)
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * layers + 2), 3.8))
+    for i, result in enumerate(results):
+        x = np.arange(layers) + (i - (len(results) - 1) / 2) * width
+        bars = ax.bar(x, result.spikes_per_layer, width, label=result.backend)
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+    ax.set_xticks(np.arange(layers), [f"layer {i + 1}" for i in range(layers)])
+    ax.set_ylabel("spikes per sample")
+    ax.set_title("Spikes per layer (mean over samples)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_raster(network: SpikingNetwork, spikes: Sequence[np.ndarray], sample: int, path: str | Path) -> Path:
+    """Raster of one sample's spikes: every hidden neuron (rows, grouped by layer) over time steps.
+
+    Time is the pipelined network's own: layer l emits sample n's bits during
+    the T steps after it finished accumulating them.
+    """
+    plt = _pyplot()
+    T = network.time_steps
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    offset = 0
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for layer, train in enumerate(spikes):
+        s = train[sample].reshape(T, -1)               # (T, neurons)
+        steps, neurons = np.nonzero(s)
+        start = network.accumulate_start(layer) + T     # first emit step of sample 0
+        ax.scatter(start + steps, offset + neurons, s=4, marker="|", color=colors[layer % len(colors)],
+                   label=f"layer {layer + 1} ({s.shape[1]} neurons)")
+        offset += s.shape[1]
+    ax.set_xlabel("time step (after the first input spike)")
+    ax.set_ylabel("neuron (stacked by layer)")
+    ax.set_title(f"Spike raster of test sample {sample}, T = {T}")
+    ax.legend(loc="upper left", fontsize=7, markerscale=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
