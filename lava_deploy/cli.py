@@ -29,7 +29,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, bit_l1=args.bit_l1,
                          qat_epochs=args.qat_epochs, seed=args.seed)
     result = train(config, output=args.output, progress=not args.quiet)
-    print(f"float QCFS test accuracy: {result.test_accuracy:.4f}  "
+    before = result.info.metrics.get("float_test_accuracy_before_qat")
+    note = f" ({before:.4f} before 8-bit fine-tuning)" if before is not None else ""
+    print(f"float QCFS test accuracy: {result.test_accuracy:.4f}{note}  "
           f"spikes/sample: {result.spikes_per_sample:.1f}  -> {args.output}")
 
 
@@ -65,17 +67,22 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 
 
 class _progress_bar:
-    """A tqdm bar whose update function is handed to the library as ``progress``."""
+    """A tqdm bar whose update function is handed to the library as ``progress``.
+
+    The bar appears at the first update, so an input error stays one line.
+    """
 
     def __init__(self, quiet: bool, desc: str) -> None:
         self.quiet, self.desc, self.bar = quiet, desc, None
 
+    def update(self, done: int) -> None:
+        if self.bar is None:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(desc=self.desc, unit="sample", file=sys.stderr)
+        self.bar.update(done)
+
     def __enter__(self):
-        if self.quiet:
-            return None
-        from tqdm.auto import tqdm
-        self.bar = tqdm(desc=self.desc, unit="sample", file=sys.stderr)
-        return self.bar.update
+        return None if self.quiet else self.update
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:

@@ -1,0 +1,288 @@
+"""netx HDF5: the file format lava-dl's netx reads, extended with our neuron.
+
+Layout (keys shared with lava-dl netx keep netx's names and conventions; see
+docs/netx-format.md for every key):
+
+    layer/0            type='input', shape (C, H, W), inputBits, digitBits
+    layer/i            type='conv' | 'dense' | 'flatten', shape, weight, bias,
+                       conv: inChannels, outChannels, kernelSize, stride,
+                             padding, dilation, groups (pairs in (H, W) order)
+                       dense: inFeatures, outFeatures
+                       weightExponent
+    layer/i/neuron     type='ACCEMIT', timeSteps, levels, scaleExp, vThMant,
+                       accumulateShift, phase, readout
+    simulation         Ts=1, tSample=T
+    lava_deploy        attrs: formatVersion, timeSteps, inputBits, classNames,
+                       inputShape, metadata (JSON)
+
+No Lava import: this module is the file format, for every backend.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from lava_deploy.convert.network import (WEIGHT_MANTISSA_MAX, WEIGHT_MANTISSA_MIN, SpikingLayer,
+                                         SpikingNetwork, conv_output_size)
+from lava_deploy.errors import DeployError
+
+FORMAT_VERSION = 1
+#: Our accumulate-then-emit neuron's type name in ``layer/i/neuron/type`` (netx stores S10 strings).
+NEURON_TYPE = "ACCEMIT"
+_CONV_KEYS = ("inChannels", "outChannels", "kernelSize", "stride", "padding", "dilation", "groups")
+_NEURON_KEYS = ("timeSteps", "levels", "scaleExp", "vThMant", "accumulateShift", "phase", "readout")
+
+
+def _type(name: str) -> np.ndarray:
+    """netx's string convention: a (1,) array of S10 bytes."""
+    return np.array([name.encode()], dtype="S10")
+
+
+def write_netx(network: SpikingNetwork, path: str | Path) -> None:
+    """Write ``network`` as a netx HDF5 file, atomically (temporary file, then rename).
+
+    Nothing is left behind on error: neither a partial file nor the temporary one.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent) or ".", prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            _write(f, network)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _write(f: h5py.File, network: SpikingNetwork) -> None:
+    T = network.time_steps
+    group = f.create_group("layer/0")
+    group.create_dataset("type", data=_type("input"))
+    group.create_dataset("shape", data=np.array(network.input_shape))
+    group.create_dataset("inputBits", data=network.input_bits)
+    group.create_dataset("digitBits", data=network.input_digit_bits)
+    index = 1
+    for i, layer in enumerate(network.layers):
+        if layer.kind == "dense" and i > 0 and network.layers[i - 1].kind == "conv":
+            # netx flattens a conv's (W, H, C) output before a dense layer only when told to.
+            f.create_group(f"layer/{index}").create_dataset("type", data=_type("flatten"))
+            index += 1
+        group = f.create_group(f"layer/{index}")
+        group.create_dataset("type", data=_type(layer.kind))
+        if layer.kind == "dense":
+            group.create_dataset("shape", data=np.array([layer.output_shape[0]]))
+            group.create_dataset("inFeatures", data=layer.weight.shape[1])
+            group.create_dataset("outFeatures", data=layer.weight.shape[0])
+        else:
+            group.create_dataset("shape", data=np.array(layer.output_shape))
+            group.create_dataset("inChannels", data=layer.input_shape[0])
+            group.create_dataset("outChannels", data=layer.output_shape[0])
+            group.create_dataset("kernelSize", data=np.array(layer.weight.shape[2:]))
+            for key in ("stride", "padding", "dilation"):
+                group.create_dataset(key, data=np.array(getattr(layer, key)))
+            group.create_dataset("groups", data=layer.groups)
+        group.create_dataset("weight", data=layer.weight)
+        group.create_dataset("weightExponent", data=layer.weight_exp)
+        group.create_dataset("bias", data=layer.bias.astype(np.int64))
+        neuron = group.create_group("neuron")
+        neuron.create_dataset("type", data=_type(NEURON_TYPE))
+        for key, value in zip(_NEURON_KEYS, (T, layer.levels, layer.scale_exp, layer.threshold(T),
+                                             layer.accumulate_shift, network.accumulate_start(i),
+                                             int(layer.is_readout))):
+            neuron.create_dataset(key, data=value)
+        index += 1
+    f.create_dataset("simulation/Ts", data=1)
+    f.create_dataset("simulation/tSample", data=T)
+    meta = f.create_group("lava_deploy")
+    meta.attrs.update({
+        "formatVersion": FORMAT_VERSION, "timeSteps": T, "inputBits": network.input_bits,
+        "inputShape": np.array(network.input_shape), "classNames": json.dumps(list(network.class_names)),
+        "inputEncoding": "pixel = k / (2**inputBits - 1), no mean/std; T digit planes of digitBits bits, MSB first",
+        "metadata": json.dumps(network.metadata),
+    })
+
+
+class _Reader:
+    """Reads one file, turning every problem into a one-line DeployError naming the key."""
+
+    def __init__(self, path: Path, f: h5py.File) -> None:
+        self.path, self.f = path, f
+
+    def fail(self, where: str, message: str) -> DeployError:
+        return DeployError(f"{self.path.name}: {where}: {message}")
+
+    def value(self, group: h5py.Group, key: str, where: str) -> np.ndarray:
+        if key not in group:
+            raise self.fail(where, f"missing key '{key}'")
+        try:
+            return np.asarray(group[key][()])
+        except Exception as exc:  # h5py raises several kinds for damaged data
+            raise self.fail(where, f"cannot read '{key}': {exc}") from None
+
+    def integers(self, group: h5py.Group, key: str, where: str, shape: tuple | None = None) -> np.ndarray:
+        data = self.value(group, key, where)
+        if data.dtype.kind not in "iuf":
+            raise self.fail(where, f"'{key}' is not numeric")
+        if data.dtype.kind == "f":
+            if not np.isfinite(data).all():
+                raise self.fail(where, f"'{key}' contains NaN or infinity")
+            if (data != np.round(data)).any():
+                raise self.fail(where, f"'{key}' holds non-integer values")
+        if shape is not None and tuple(data.shape) != tuple(shape):
+            raise self.fail(where, f"'{key}' has shape {tuple(data.shape)}, expected {tuple(shape)}")
+        return data.astype(np.int64)
+
+    def scalar(self, group: h5py.Group, key: str, where: str) -> int:
+        data = self.integers(group, key, where)
+        if data.size != 1:
+            raise self.fail(where, f"'{key}' should be one number, has shape {data.shape}")
+        return int(data.reshape(-1)[0])
+
+    def text(self, group: h5py.Group, key: str, where: str) -> str:
+        data = self.value(group, key, where).reshape(-1)
+        if data.size != 1:
+            raise self.fail(where, f"'{key}' should be one string")
+        item = data[0]
+        return item.decode(errors="replace") if isinstance(item, bytes) else str(item)
+
+
+def neuron_types(path: str | Path) -> list[str]:
+    """Neuron type of every layer that has one (e.g. ``['ACCEMIT', ...]`` or ``['CUBA', ...]``)."""
+    with _open(Path(path)) as f:
+        reader = _Reader(Path(path), f)
+        layers = f["layer"] if "layer" in f else {}
+        return [reader.text(layers[k]["neuron"], "type", f"layer/{k}/neuron")
+                for k in sorted(layers, key=int) if "neuron" in layers[k]]
+
+
+def _open(path: Path) -> h5py.File:
+    if not path.is_file():
+        raise DeployError(f"network file {path} does not exist")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise DeployError(f"{path.name}: cannot read: not an HDF5 file or truncated ({str(exc).splitlines()[0]})") from None
+
+
+def read_netx(path: str | Path) -> SpikingNetwork:
+    """Read a file written by :func:`write_netx`, validating every key.
+
+    Raises:
+        DeployError: one line naming the file, the layer and the key at fault.
+    """
+    path = Path(path)
+    with _open(path) as f:
+        reader = _Reader(path, f)
+        try:
+            return _read(reader, f)
+        except (KeyError, ValueError, TypeError, OSError) as exc:   # damage below the keys we check
+            raise DeployError(f"{path.name}: damaged file: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def _read(r: _Reader, f: h5py.File) -> SpikingNetwork:
+    if "lava_deploy" not in f:
+        kinds = set(neuron_types(r.path)) if "layer" in f else set()
+        what = f"a stock netx network ({', '.join(sorted(kinds))} neurons)" if kinds else "not a lava-deploy network"
+        raise r.fail("lava_deploy", f"missing group: {what}")
+    attrs = f["lava_deploy"].attrs
+    for key in ("formatVersion", "timeSteps", "inputBits", "classNames", "metadata"):
+        if key not in attrs:
+            raise r.fail("lava_deploy", f"missing attribute '{key}'")
+    if int(attrs["formatVersion"]) > FORMAT_VERSION:
+        raise r.fail("lava_deploy", f"format version {int(attrs['formatVersion'])} is newer than this lava-deploy reads")
+    T, input_bits = int(attrs["timeSteps"]), int(attrs["inputBits"])
+    if not 1 <= T <= 8:
+        raise r.fail("lava_deploy", f"timeSteps {T} outside 1..8")
+    if "layer" not in f or "0" not in f["layer"]:
+        raise r.fail("layer/0", "missing input layer")
+    layers_group = f["layer"]
+    names = sorted(layers_group, key=lambda k: int(k) if k.isdigit() else -1)
+    if [n for n in names if not n.isdigit()] or [int(n) for n in names] != list(range(len(names))):
+        raise r.fail("layer", f"layer groups must be numbered 0..n-1, found {names}")
+    if r.text(layers_group["0"], "type", "layer/0") != "input":
+        raise r.fail("layer/0", "the first layer must have type 'input'")
+    input_shape = tuple(int(s) for s in r.integers(layers_group["0"], "shape", "layer/0", (3,)))
+    network = SpikingNetwork([], T, input_bits, input_shape, json.loads(attrs["classNames"]),
+                             json.loads(attrs["metadata"]))
+    shape = input_shape
+    for name in names[1:]:
+        where = f"layer/{name}"
+        group = layers_group[name]
+        kind = r.text(group, "type", where)
+        if kind == "flatten":
+            continue
+        if kind not in ("dense", "conv"):
+            raise r.fail(where, f"unknown layer type '{kind}' (lava-deploy reads input, conv, flatten, dense)")
+        layer = _read_layer(r, group, where, kind, shape, T, len(network.layers))
+        if network.layers and network.layers[-1].is_readout:
+            raise r.fail(where, "a layer follows the readout layer")
+        network.layers.append(layer)
+        shape = layer.output_shape
+    if not network.layers or not network.layers[-1].is_readout:
+        raise r.fail("layer", "the last layer must be a readout layer (neuron/readout = 1)")
+    if len(network.class_names) != network.layers[-1].output_shape[0]:
+        raise r.fail("lava_deploy", f"{len(network.class_names)} class names for "
+                     f"{network.layers[-1].output_shape[0]} outputs")
+    return network
+
+
+def _read_layer(r: _Reader, group: h5py.Group, where: str, kind: str, in_shape: tuple,
+                T: int, index: int) -> SpikingLayer:
+    exp = r.scalar(group, "weightExponent", where)
+    if not 0 <= exp <= 7:
+        raise r.fail(where, f"'weightExponent' {exp} outside 0..7")
+    geometry: dict[str, Any] = {}
+    if kind == "dense":
+        fan_in = int(np.prod(in_shape))
+        out = r.scalar(group, "outFeatures", where)
+        if r.scalar(group, "inFeatures", where) != fan_in:
+            raise r.fail(where, f"'inFeatures' is not the {fan_in} outputs of the layer before")
+        weight = r.integers(group, "weight", where, (out, fan_in))
+        out_shape = (out, 1, 1)
+    else:
+        values = {k: r.integers(group, k, where) for k in _CONV_KEYS}
+        pairs = {k: tuple(int(v) for v in np.broadcast_to(values[k], (2,))) for k in ("kernelSize", "stride", "padding", "dilation")}
+        groups, out = int(values["groups"].reshape(-1)[0]), int(values["outChannels"].reshape(-1)[0])
+        if int(values["inChannels"].reshape(-1)[0]) != in_shape[0]:
+            raise r.fail(where, f"'inChannels' is not the {in_shape[0]} channels of the layer before")
+        weight = r.integers(group, "weight", where, (out, in_shape[0] // max(groups, 1), *pairs["kernelSize"]))
+        out_shape = (out, *(conv_output_size(in_shape[1 + a], pairs["kernelSize"][a], pairs["stride"][a],
+                                             pairs["padding"][a], pairs["dilation"][a]) for a in range(2)))
+        geometry = dict(stride=pairs["stride"], padding=pairs["padding"], dilation=pairs["dilation"], groups=groups)
+        if tuple(r.integers(group, "shape", where)) != out_shape:
+            raise r.fail(where, f"'shape' is not the conv's output shape {out_shape}")
+    mantissa = weight >> exp
+    if (mantissa << exp != weight).any() or (mantissa % 2).any() \
+            or mantissa.min() < WEIGHT_MANTISSA_MIN or mantissa.max() > WEIGHT_MANTISSA_MAX:
+        raise r.fail(where, f"'weight' is not an even 8-bit mantissa in [-256, 254] shifted by {exp}")
+    bias = r.integers(group, "bias", where, (out,))
+    if "neuron" not in group:
+        raise r.fail(where, "missing group 'neuron'")
+    neuron, nwhere = group["neuron"], f"{where}/neuron"
+    neuron_type = r.text(neuron, "type", nwhere)
+    if neuron_type != NEURON_TYPE:
+        raise r.fail(nwhere, f"unknown neuron type '{neuron_type}' (lava-deploy runs {NEURON_TYPE}; "
+                     "stock netx CUBA networks run through lava-dl's netx)")
+    p = {k: r.scalar(neuron, k, nwhere) for k in _NEURON_KEYS}
+    layer = SpikingLayer(kind, mantissa, exp, bias, p["scaleExp"], 0 if p["readout"] else p["levels"],
+                         tuple(in_shape), out_shape, accumulate_shift=p["accumulateShift"], **geometry)
+    checks = {"timeSteps": (p["timeSteps"] == T, f"differs from the network's T = {T}"),
+              "levels": (layer.is_readout or 1 <= p["levels"] < (1 << T), f"outside 1..{(1 << T) - 1}"),
+              "scaleExp": (0 <= p["scaleExp"] <= 23 and (layer.is_readout or p["scaleExp"] >= T - 1), "out of range"),
+              "vThMant": (p["vThMant"] == layer.threshold(T), f"is not 2**(T-1) * 2**scaleExp = {layer.threshold(T)}"),
+              "accumulateShift": (1 <= p["accumulateShift"] <= 16, "outside 1..16"),
+              "phase": (p["phase"] == 1 + index * (T + 1), f"is not the pipeline offset {1 + index * (T + 1)}")}
+    for key, (ok, why) in checks.items():
+        if not ok:
+            raise r.fail(nwhere, f"'{key}' {why}")
+    return layer
