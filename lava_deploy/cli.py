@@ -58,6 +58,13 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
             print(f"{key:>20}: {value:.4f}" if isinstance(value, float) else f"{key:>20}: {value}")
 
 
+def _cmd_info(args: argparse.Namespace) -> None:
+    from lava_deploy.export import format_info, info
+
+    summary = info(args.network)
+    print(json.dumps(summary, indent=2) if args.json else format_info(summary))
+
+
 def _cmd_compare(args: argparse.Namespace) -> None:
     from lava_deploy.compare import compare
 
@@ -132,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compare)
+
+    p = verbs.add_parser("info", help="layer table, T, input encoding, latency and headroom of a network file")
+    p.add_argument("network", help="netx HDF5 file")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=_cmd_info)
     return parser
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lava_deploy.convert import convert_model
-from lava_deploy.convert.network import SpikingNetwork
+from lava_deploy.convert.network import SpikingNetwork, layer_summary
 from lava_deploy.simulate.reference import run_reference
 from lava_deploy.train.checkpoint import file_sha256, load_checkpoint
 
@@ -35,3 +35,55 @@ def export(checkpoint: str | Path, output: str | Path) -> SpikingNetwork:
     network.metadata["reference_test_accuracy"] = float((run_reference(network, codes).predictions == labels).mean())
     write_netx(network, output)
     return network
+
+
+def info(network: SpikingNetwork | str | Path) -> dict:
+    """What a user needs to know before deploying a network file.
+
+    Returns a dict with the layer table (kind, shapes, fan-in, weight bits and
+    exponent, scale, levels, 24-bit headroom), T, the input encoding, latency,
+    steps per sample and the recorded provenance and accuracies.
+    """
+    from lava_deploy.export.netx import read_netx
+
+    if not isinstance(network, SpikingNetwork):
+        network = read_netx(network)
+    return {
+        "time_steps": network.time_steps,
+        "input": {"shape": list(network.input_shape), "bits": network.input_bits,
+                  "digit_bits": network.input_digit_bits,
+                  "encoding": "graded digit planes" if network.input_digit_bits > 1 else "binary bit planes"},
+        "layers": layer_summary(network),
+        "neurons": sum(layer.num_neurons for layer in network.layers),
+        "synapses": sum(layer.num_neurons * layer.fan_in for layer in network.layers),
+        "latency_steps": network.latency_steps,
+        "steps_per_sample": network.steps_per_sample,
+        "classes": list(network.class_names),
+        "metadata": dict(network.metadata),
+    }
+
+
+def format_info(summary: dict) -> str:
+    """:func:`info`'s dict as the table ``lava-deploy info`` prints."""
+    head = f"{'#':>2}  {'type':<6} {'input (C,H,W)':<15} {'output':<15} {'fan-in':>7} {'w bits':>6} " \
+           f"{'w exp':>5} {'scale':>5} {'L':>3} {'headroom':>8}"
+    lines = [head, "-" * len(head)]
+    for row in summary["layers"]:
+        levels = "out" if row["neuron"] == "readout" else row["levels"]
+        lines.append(f"{row['index']:>2}  {row['kind']:<6} {str(row['input_shape']):<15} "
+                     f"{str(row['output_shape']):<15} {row['fan_in']:>7} {row['weight_bits']:>6} "
+                     f"{row['weight_exp']:>5} {'2^' + str(row['scale_exp']):>5} {levels:>3} "
+                     f"{str(row['headroom_bits']) + ' bits':>8}")
+    inp = summary["input"]
+    lines += ["", f"T = {summary['time_steps']} time steps per sample (pipelined: steps per sample "
+                  f"{summary['steps_per_sample']}, latency {summary['latency_steps']} steps)",
+              f"input: {inp['shape']}, {inp['bits']}-bit codes as {summary['time_steps']} {inp['encoding']} "
+              f"of {inp['digit_bits']} bit(s), most significant first",
+              f"neurons: {summary['neurons']}, synaptic connections: {summary['synapses']}"]
+    meta = summary["metadata"]
+    for key in ("dataset", "float_test_accuracy", "reference_test_accuracy", "source_checkpoint_sha256"):
+        if key in meta:
+            value = meta[key]
+            lines.append(f"{key.replace('_', ' ')}: {value:.4f}" if isinstance(value, float) else
+                         f"{key.replace('_', ' ')}: {value}")
+    return "\n".join(lines)

@@ -15,8 +15,8 @@ from torch import nn
 from lava_deploy.errors import DeployError
 from lava_deploy.train.qcfs import QCFS
 
-#: Channel widths of the CNN family, per stage, by input size.
-_CNN_STAGES = {"small": (16, 32, 64), "large": (32, 64, 64)}
+#: Channel widths of the CNN family's conv stages.
+CNN_CHANNELS = (16, 32, 64)
 
 
 def model_spec(name: str, input_shape: Sequence[int], num_classes: int) -> list[dict]:
@@ -32,9 +32,8 @@ def model_spec(name: str, input_shape: Sequence[int], num_classes: int) -> list[
         return [*hidden, {"type": "dense", "out": num_classes}]
     if name == "cnn":
         _, height, width = input_shape
-        widths = _CNN_STAGES["small" if max(height, width) <= 16 else "large"]
         spec: list[dict] = []
-        for i, channels in enumerate(widths):
+        for i, channels in enumerate(CNN_CHANNELS):
             spec.append({"type": "conv", "out": channels, "kernel": 3, "stride": 1, "padding": 1,
                          "bn": True, "act": True})
             if i > 0 and height % 2 == 0 and width % 2 == 0:
