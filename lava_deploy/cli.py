@@ -47,7 +47,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
 def _cmd_simulate(args: argparse.Namespace) -> None:
     from lava_deploy.simulate import simulate
 
-    with _progress_bar(args.quiet, "simulate") as progress:
+    with _progress_bar(args.quiet, args.backend, args.samples) as progress:
         result = simulate(args.network, dataset=args.dataset, backend=args.backend, samples=args.samples,
                           progress=progress)
     summary = result.summary()
@@ -68,7 +68,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
 def _cmd_compare(args: argparse.Namespace) -> None:
     from lava_deploy.compare import compare
 
-    with _progress_bar(args.quiet, "lava-cpu") as progress:
+    with _progress_bar(args.quiet, "lava-cpu", args.samples) as progress:
         result = compare(args.network, dataset=args.dataset, samples=args.samples, progress=progress)
     print(json.dumps(result.summary(), indent=2) if args.json else result.table())
 
@@ -79,13 +79,13 @@ class _progress_bar:
     The bar appears at the first update, so an input error stays one line.
     """
 
-    def __init__(self, quiet: bool, desc: str) -> None:
-        self.quiet, self.desc, self.bar = quiet, desc, None
+    def __init__(self, quiet: bool, desc: str, total: Optional[int] = None) -> None:
+        self.quiet, self.desc, self.total, self.bar = quiet, desc, total, None
 
     def update(self, done: int) -> None:
         if self.bar is None:
             from tqdm.auto import tqdm
-            self.bar = tqdm(desc=self.desc, unit="sample", file=sys.stderr)
+            self.bar = tqdm(desc=self.desc, total=self.total, unit="sample", file=sys.stderr)
         self.bar.update(done)
 
     def __enter__(self):

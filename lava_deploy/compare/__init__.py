@@ -8,6 +8,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from lava_deploy.convert.network import SpikingNetwork
+from lava_deploy.errors import DeployError
 from lava_deploy.simulate import SimulationResult, load_network, simulate
 
 
@@ -85,5 +86,6 @@ def compare(network: SpikingNetwork | str | Path, dataset: str = "digits", sampl
         network = load_network(network)
     reference = simulate(network, dataset, "reference", samples, record_spikes=True)
     lava = simulate(network, dataset, "lava-cpu", samples, record_spikes=True, progress=progress)
-    assert np.array_equal(reference.labels, lava.labels)
+    if not np.array_equal(reference.labels, lava.labels):
+        raise DeployError("Lava returned the samples' labels out of order: its pipeline is misaligned")
     return Comparison(network, reference, lava)

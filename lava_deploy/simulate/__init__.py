@@ -128,6 +128,7 @@ def simulate(network: SpikingNetwork | str | Path, dataset: str = "digits", back
     from lava_deploy.simulate.lava_cpu.runner import run_lava
     lava = run_lava(network, codes, labels, record_spikes=True, progress=progress)
     spikes_per_layer = [float(s.reshape(len(s), -1).sum(axis=1).mean()) for s in lava.spikes]
-    return SimulationResult("lava-cpu", lava.logits, labels, spikes_per_layer, lava.steps_per_sample,
+    # Labels that travelled through Lava beside the spikes: a misaligned pipeline shows in the accuracy.
+    return SimulationResult("lava-cpu", lava.logits, lava.labels, spikes_per_layer, lava.steps_per_sample,
                             lava.latency_steps, lava.wall_seconds, lava.spikes if record_spikes else None,
                             extra={"steps_run": lava.steps_run})

@@ -1,0 +1,265 @@
+"""ProcessModels: bit-accurate fixed point and float, side by side as in lava.proc.lif.
+
+Every model writes a failure into ``error_dir`` before re-raising it, because
+Lava's runtime only reports "1 Exception(s) occurred" to the caller.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import traceback
+from collections import deque
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from lava.proc.conv.process import Conv
+
+from lava_deploy.simulate.lava_cpu.process.process import AccumulateEmit, DigitSource, LogitSink
+
+#: Loihi's state and message width.
+STATE_MIN, STATE_MAX = -(1 << 23), (1 << 23) - 1
+
+
+def _reports_errors(run_spk):
+    """Write a model's exception (one line, with the process name) where the runner finds it."""
+    @functools.wraps(run_spk)
+    def wrapper(self):
+        try:
+            run_spk(self)
+        except Exception as exc:
+            error_dir = self.proc_params.get("error_dir")
+            if error_dir:
+                where = traceback.extract_tb(exc.__traceback__)[-1]
+                name = self.proc_params.get("name") or type(self).__name__
+                message = f"{name} at step {self.time_step}: {type(exc).__name__}: {exc} " \
+                          f"({os.path.basename(where.filename)}:{where.lineno})"
+                with open(os.path.join(error_dir, f"{os.getpid()}.txt"), "w") as handle:
+                    handle.write(message.replace("\n", " "))
+            raise
+    return wrapper
+
+
+class _AccumulateEmitModel(PyLoihiProcessModel):
+    """The neuron's dynamics; subclasses fix the number type."""
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.T = proc_params["time_steps"]
+        self.shift = proc_params["accumulate_shift"]
+        self.first_step = proc_params["phase"]  # not self.phase: PyLoihiProcessModel owns that name
+        self.readout = proc_params["readout"]
+        self.num_samples = proc_params["num_samples"]
+        self.record_path = proc_params.get("record_path")
+        self.record = None
+
+    def check_range(self, x: np.ndarray) -> None:
+        """Fail loudly where Loihi's 24-bit state would wrap."""
+        if x.size and (x.min() < STATE_MIN or x.max() > STATE_MAX):
+            raise OverflowError(f"membrane potential {int(x.max()) if x.max() > STATE_MAX else int(x.min())} "
+                                "outside Loihi's 24-bit state")
+
+    @_reports_errors
+    def run_spk(self) -> None:
+        a_in = self.a_in.recv()
+        t = self.time_step
+        spikes = np.zeros_like(self.u)
+        if t < self.first_step:        # nothing has reached this layer yet
+            self.s_out.send(spikes)
+            return
+        step = (t - self.first_step) % self.T
+        if not self.readout:
+            theta = self.vth[0] // (1 << step)     # theta >> j, exact: theta is a power of two
+            fired = self.v >= theta
+            self.v = self.v - fired * theta
+            spikes[:] = fired
+            self._record(fired, t)
+        self.u = self.u * (1 << self.shift) + a_in
+        self.check_range(self.u)
+        if step == self.T - 1:      # accumulation complete: move the sample to the emit register
+            self.u = self.u + self.bias
+            self.check_range(self.u)
+            if self.readout:
+                spikes[:] = self.u
+            else:
+                self.v = np.minimum(self.u, self.clamp[0])
+            self.u = np.zeros_like(self.u)
+        self.s_out.send(spikes)
+
+    def _record(self, fired: np.ndarray, t: int) -> None:
+        sample, j = divmod(t - self.first_step - self.T, self.T)
+        if self.record_path is None or not 0 <= sample < self.num_samples:
+            return
+        if self.record is None:
+            self.record = np.load(self.record_path, mmap_mode="r+")
+        # Lava's (W, H, C) order to PyTorch's (C, H, W), the reference's layout.
+        self.record[sample, j] = fired.transpose().reshape(-1)
+
+
+@implements(proc=AccumulateEmit, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("bit_accurate_loihi", "fixed_pt")
+class PyAccumulateEmitModelFixed(_AccumulateEmitModel):
+    """Bit-accurate model: integer state, 24-bit range checked every step."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    u: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    vth: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    clamp: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+
+
+@implements(proc=AccumulateEmit, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyAccumulateEmitModelFloat(_AccumulateEmitModel):
+    """Float model: the same arithmetic in float64 (exact for these integers)."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    u: np.ndarray = LavaPyType(np.ndarray, float)
+    v: np.ndarray = LavaPyType(np.ndarray, float)
+    bias: np.ndarray = LavaPyType(np.ndarray, float)
+    vth: np.ndarray = LavaPyType(np.ndarray, float)
+    clamp: np.ndarray = LavaPyType(np.ndarray, float)
+
+
+@implements(proc=DigitSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "floating_pt")
+class PyDigitSourceModel(PyLoihiProcessModel):
+    """Reads codes from disk and sends their digit planes; labels on a second port."""
+
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    label_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.T = proc_params["time_steps"]
+        self.bits = proc_params["digit_bits"]
+        self.order = proc_params["lava_order"]
+        self.codes = None
+
+    @_reports_errors
+    def run_spk(self) -> None:
+        if self.codes is None:
+            self.codes = np.load(self.proc_params["codes_path"], mmap_mode="r")
+            self.labels = np.load(self.proc_params["labels_path"])
+        sample, j = divmod(self.time_step - 1, self.T)
+        plane = np.zeros(self.s_out.shape, dtype=np.int32)
+        label = np.zeros((1,), dtype=np.int32)
+        if sample < len(self.codes):
+            digits = (np.asarray(self.codes[sample], dtype=np.int64) >> (self.bits * (self.T - 1 - j))) \
+                & ((1 << self.bits) - 1)
+            plane[:] = digits.transpose() if self.order == "whc" else digits.reshape(-1)
+            if j == 0:
+                label[0] = self.labels[sample] + 1
+        self.s_out.send(plane)
+        self.label_out.send(label)
+
+
+@implements(proc=LogitSink, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "floating_pt")
+class PyLogitSinkModel(PyLoihiProcessModel):
+    """Keeps each sample's logits and label; counts finished samples in a file."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    label_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.T = proc_params["time_steps"]
+        self.first_step = proc_params["phase"]  # not self.phase: PyLoihiProcessModel owns that name
+        self.num_samples = proc_params["num_samples"]
+        self.pending_labels: deque = deque()
+        self.files = None
+
+    @_reports_errors
+    def run_spk(self) -> None:
+        logits = self.a_in.recv()
+        label = int(self.label_in.recv()[0])
+        if label:        # labels travel beside the spikes, first in, first out
+            self.pending_labels.append(label - 1)
+        sample, step = divmod(self.time_step - self.first_step, self.T)
+        if self.time_step < self.first_step or step != self.T - 1 or sample >= self.num_samples:
+            return
+        if self.files is None:
+            out = self.proc_params["out_dir"]
+            self.files = [np.load(os.path.join(out, f"{k}.npy"), mmap_mode="r+")
+                          for k in ("logits", "labels", "progress")]
+        all_logits, labels, progress = self.files
+        all_logits[sample] = logits
+        labels[sample] = self.pending_labels.popleft()
+        progress[0] = sample + 1
+        if sample + 1 == self.num_samples:
+            for f in self.files:
+                f.flush()
+
+
+@implements(proc=Conv, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyConvModelFast(PyLoihiProcessModel):
+    """Bit-exact replacement for lava's fixed-point Conv model, 100x faster and honouring weight_exp.
+
+    lava's own model convolves with scipy and ignores ``weight_exp`` (lava
+    issue #803). This one computes the same true convolution as one matrix
+    product over im2col patches (float64 holding integers: exact below 2**53),
+    then shifts by the exponent and clamps to 24 bits as Loihi does.
+    """
+
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    a_buf: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    weight: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
+    kernel_size: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=8)
+    stride: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=8)
+    padding: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=8)
+    dilation: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=8)
+    groups: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=8)
+    num_message_bits: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=5)
+    weight_exp: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
+    num_weight_bits: np.ndarray = LavaPyType(np.ndarray, np.int8, precision=5)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.matrices = None
+
+    def _prepare(self) -> None:
+        # Lava's (C_out, kW, kH, C_in) true-convolution kernel as PyTorch's (C_out, C_in, kH, kW) correlation.
+        w = np.asarray(self.weight)[:, ::-1, ::-1, :].transpose(0, 3, 2, 1)
+        self.groups_n = int(np.asarray(self.groups).reshape(-1)[0])
+        self.matrices = [m.reshape(len(m), -1).T.astype(np.float64) for m in np.split(w, self.groups_n)]
+        sw, sh = (int(x) for x in np.broadcast_to(self.stride, (2,)))
+        pw, ph = (int(x) for x in np.broadcast_to(self.padding, (2,)))
+        dw, dh = (int(x) for x in np.broadcast_to(self.dilation, (2,)))
+        self.geometry = (w.shape[2], w.shape[3], sh, sw, ph, pw, dh, dw)
+        self.shift = int(np.asarray(self.weight_exp).reshape(-1)[0])
+
+    def _correlate(self, x: np.ndarray) -> np.ndarray:
+        kh, kw, sh, sw, ph, pw, dh, dw = self.geometry
+        x = np.pad(x, ((0, 0), (ph, ph), (pw, pw)))
+        windows = np.lib.stride_tricks.sliding_window_view(x, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(1, 2))
+        windows = windows[:, ::sh, ::sw, ::dh, ::dw]           # (C, H', W', kh, kw)
+        out_h, out_w = windows.shape[1:3]
+        outputs = []
+        for group, matrix in zip(np.split(windows, self.groups_n), self.matrices):
+            patches = group.transpose(1, 2, 0, 3, 4).reshape(out_h * out_w, -1)
+            outputs.append((patches @ matrix).T.reshape(-1, out_h, out_w))
+        return np.concatenate(outputs)
+
+    @_reports_errors
+    def run_spk(self) -> None:
+        if self.matrices is None:
+            self._prepare()
+        self.a_out.send(self.a_buf)
+        s_in = self.s_in.recv().astype(np.float64)
+        a = np.rint(self._correlate(s_in.transpose(2, 1, 0))).astype(np.int64) << self.shift
+        self.a_buf = np.clip(a.transpose(2, 1, 0), STATE_MIN, STATE_MAX).astype(np.int32)

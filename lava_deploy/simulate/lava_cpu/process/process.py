@@ -1,0 +1,101 @@
+"""Lava Processes of the spiking network: neuron, input source, logit sink.
+
+This folder holds Processes and their ProcessModels only: Lava's compiler
+imports every .py file beside a Process definition.
+"""
+from __future__ import annotations
+
+import typing as ty
+
+import numpy as np
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
+
+
+class AccumulateEmit(AbstractProcess):
+    """The accumulate-then-emit neuron (neuron-spec section 4), CUBA's interface.
+
+    Accumulate T steps, ``u <- (u << accumulate_shift) + a_in``, add ``bias``;
+    then emit T steps, most significant bit first, ``s = v >= vth >> j``,
+    ``v <- v - s * (vth >> j)``. Two registers (u accumulates sample n+1 while
+    v emits sample n) let a new sample in every T steps.
+
+    Args:
+        shape: neuron array shape (Lava order, e.g. (W, H, C) after a conv).
+        bias: integer bias per neuron (broadcast to ``shape``).
+        vth: threshold theta = 2**(T-1) * S.
+        clamp: L * S; the potential is clamped to it before emitting.
+        time_steps: T.
+        accumulate_shift: bits per input step (1 for binary spikes).
+        phase: Lava step at which the neuron accumulates sample 0.
+        readout: only accumulate, and send the whole potential (the logits)
+            once per sample at the end of accumulation.
+        num_samples: samples in the stream (spikes after it are not recorded).
+        record_path: .npy file (N, T, neurons in PyTorch's (C, H, W) order) to
+            write every spike into; None records nothing.
+        error_dir: folder where a failing model writes its error.
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], bias: np.ndarray, vth: int, clamp: int, time_steps: int,
+                 accumulate_shift: int, phase: int, readout: bool, num_samples: int,
+                 record_path: ty.Optional[str] = None, error_dir: ty.Optional[str] = None,
+                 name: ty.Optional[str] = None) -> None:
+        super().__init__(shape=shape, time_steps=time_steps, accumulate_shift=accumulate_shift, phase=phase,
+                         readout=readout, num_samples=num_samples, record_path=record_path,
+                         error_dir=error_dir, name=name)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.u = Var(shape=shape, init=0)
+        self.v = Var(shape=shape, init=0)
+        self.bias = Var(shape=shape, init=np.broadcast_to(bias, shape).copy())
+        self.vth = Var(shape=(1,), init=vth)
+        self.clamp = Var(shape=(1,), init=clamp)
+
+
+class DigitSource(AbstractProcess):
+    """Streams input codes as T digit planes per sample, most significant first.
+
+    Reads the codes from a .npy file inside its own model (no per-sample
+    ``Var.set``), sends digit j of sample n at step ``1 + n T + j`` and each
+    sample's label (plus one, so zero means none) at its first step.
+
+    Args:
+        shape: output shape (Lava order).
+        codes_path: .npy of int codes, (N, C, H, W).
+        labels_path: .npy of int labels, (N,).
+        time_steps: T.
+        digit_bits: bits per digit plane (1: binary spikes).
+        lava_order: "whc" to send (W, H, C) planes for a conv, "flat" for a dense layer.
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], codes_path: str, labels_path: str, time_steps: int,
+                 digit_bits: int, lava_order: str, error_dir: ty.Optional[str] = None,
+                 name: ty.Optional[str] = None) -> None:
+        super().__init__(shape=shape, codes_path=codes_path, labels_path=labels_path, time_steps=time_steps,
+                         digit_bits=digit_bits, lava_order=lava_order, error_dir=error_dir, name=name)
+        self.s_out = OutPort(shape=shape)
+        self.label_out = OutPort(shape=(1,))
+
+
+class LogitSink(AbstractProcess):
+    """Receives the readout layer's potentials once per sample and keeps them.
+
+    Writes logits (N, classes) and labels (N,) into .npy files and the number of
+    finished samples into a small progress file, so that nobody reads Vars.
+
+    Args:
+        num_classes: readout neurons.
+        phase: readout layer's first accumulation step; sample n's logits
+            arrive at ``phase + n T + T - 1``.
+        time_steps: T.
+        num_samples: N.
+        out_dir: folder for logits.npy, labels.npy and progress.npy.
+    """
+
+    def __init__(self, *, num_classes: int, phase: int, time_steps: int, num_samples: int, out_dir: str,
+                 error_dir: ty.Optional[str] = None, name: ty.Optional[str] = None) -> None:
+        super().__init__(num_classes=num_classes, phase=phase, time_steps=time_steps, num_samples=num_samples,
+                         out_dir=out_dir, error_dir=error_dir, name=name)
+        self.a_in = InPort(shape=(num_classes,))
+        self.label_in = InPort(shape=(1,))

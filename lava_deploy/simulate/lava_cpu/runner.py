@@ -1,0 +1,151 @@
+"""Run a spiking network on Lava's fixed-point CPU simulator, pipelined, in a child process.
+
+The caller's side: write the job (network file, input codes, result files),
+start :mod:`lava_deploy.simulate.lava_cpu.worker` in a session of its own, show
+progress from the sink's counter, and always end that session's processes,
+on success, error, timeout and Ctrl-C alike.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from lava_deploy.convert.network import SpikingNetwork
+from lava_deploy.errors import DeployError
+from lava_deploy.export.netx import write_netx
+
+#: Seconds allowed for start-up and compilation, and per simulated step, before a run counts as hung.
+_STARTUP_S, _PER_STEP_S = 120.0, 0.25
+
+
+@dataclass
+class LavaResult:
+    """What a Lava run produced, in the reference's layouts."""
+
+    logits: np.ndarray
+    labels: np.ndarray
+    spikes: Optional[list[np.ndarray]]
+    steps_run: int
+    steps_per_sample: int
+    latency_steps: int
+    run_seconds: float
+    wall_seconds: float
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """argmax of the logits, first index on ties."""
+        return self.logits.argmax(axis=1)
+
+    @property
+    def seconds_per_sample(self) -> float:
+        """Wall time of the whole call (start-up included) per sample."""
+        return self.wall_seconds / max(len(self.labels), 1)
+
+
+def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, record_spikes: bool = True,
+             fast_conv: bool = True, timeout_s: Optional[float] = None,
+             progress: Optional[Callable[[int], None]] = None) -> LavaResult:
+    """Stream ``codes`` through the network on Lava (fixed_pt), one new sample every T steps.
+
+    Args:
+        network: the integer network.
+        codes: input codes (N, C, H, W).
+        labels: labels (N,), carried through the network beside the spikes.
+        record_spikes: keep every hidden-layer spike, (N, T, C, H, W) bool per layer.
+        fast_conv: run Conv with this package's vectorized bit-exact model instead of lava-nc's
+            (which is 100x slower and requires weight exponent 0).
+        timeout_s: give up (and clean up) after this long; default scales with the steps.
+        progress: called with the number of newly finished samples.
+
+    Raises:
+        DeployError: a process model failed (one line naming it) or the run timed out.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    n, T = len(codes), network.time_steps
+    steps = network.accumulate_start(len(network.layers) - 1) + n * T
+    timeout_s = timeout_s if timeout_s is not None else _STARTUP_S + _PER_STEP_S * steps
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="lava-deploy-") as tmp:
+        job = Path(tmp)
+        (job / "errors").mkdir()
+        write_netx(network, job / "network.net")
+        np.save(job / "input_codes.npy", codes)
+        np.save(job / "input_labels.npy", np.asarray(labels, dtype=np.int64))
+        hidden = [layer for layer in network.layers if not layer.is_readout]
+        outputs = {"logits": ((n, network.layers[-1].num_neurons), np.int64), "labels": ((n,), np.int64),
+                   "progress": ((1,), np.int64)}
+        if record_spikes:
+            outputs.update({f"spikes_{i}": ((n, T, layer.num_neurons), np.uint8) for i, layer in enumerate(hidden)})
+        for name, (shape, dtype) in outputs.items():
+            np.lib.format.open_memmap(job / f"{name}.npy", mode="w+", dtype=dtype, shape=shape).flush()
+        (job / "job.json").write_text(json.dumps({"num_samples": n, "record_spikes": record_spikes,
+                                                   "fast_conv": fast_conv}))
+        _run_worker(job, timeout_s, progress)
+        done = json.loads((job / "done.json").read_text())
+        spikes = None
+        if record_spikes:
+            spikes = [np.load(job / f"spikes_{i}.npy").astype(bool).reshape(n, T, *layer.output_shape)
+                      for i, layer in enumerate(hidden)]
+        result = LavaResult(logits=np.load(job / "logits.npy"), labels=np.load(job / "labels.npy"), spikes=spikes,
+                            steps_run=done["steps_run"], steps_per_sample=T, latency_steps=network.latency_steps,
+                            run_seconds=done["run_seconds"], wall_seconds=0.0)
+    result.wall_seconds = time.perf_counter() - start
+    return result
+
+
+def _run_worker(job: Path, timeout_s: float, progress: Optional[Callable[[int], None]]) -> None:
+    log = open(job / "worker.log", "wb")
+    worker = subprocess.Popen([sys.executable, "-m", "lava_deploy.simulate.lava_cpu.worker", str(job)],
+                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              start_new_session=True)   # its own session: Ctrl-C reaches us, and we end it all
+    deadline = time.monotonic() + timeout_s
+    reported = 0
+    try:
+        while worker.poll() is None:
+            # A failed process model leaves Lava's runtime waiting forever: its report is the signal to stop.
+            reports = sorted((job / "errors").glob("*.txt"))
+            if reports:
+                time.sleep(0.2)     # let the report be written in full
+                raise DeployError(f"Lava simulation failed: {reports[0].read_text().strip()}")
+            if time.monotonic() > deadline:
+                raise DeployError(f"Lava simulation did not finish within {timeout_s:.0f} s and was stopped")
+            time.sleep(0.1)
+            reported = _report(job, reported, progress)
+        _report(job, reported, progress)
+    finally:
+        end_session(worker)
+        log.close()
+    if worker.returncode != 0:
+        error = job / "error.txt"
+        if error.exists():
+            raise DeployError(f"Lava simulation failed: {error.read_text().strip()}")
+        lines = (job / "worker.log").read_text(errors="replace").strip().splitlines()
+        raise DeployError(f"Lava simulation failed (exit {worker.returncode}): {lines[-1] if lines else 'no output'}")
+
+
+def _report(job: Path, reported: int, progress: Optional[Callable[[int], None]]) -> int:
+    if progress is None:
+        return reported
+    done = int(np.load(job / "progress.npy", mmap_mode="r")[0])
+    if done > reported:
+        progress(done - reported)
+    return max(done, reported)
+
+
+def end_session(worker: subprocess.Popen) -> None:
+    """Kill the worker and every process it started (Lava's runtime children included)."""
+    try:
+        os.killpg(worker.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    worker.wait()

@@ -1,0 +1,100 @@
+"""The child process that builds the network in Lava and runs it (``python -m ...worker JOB``).
+
+It runs apart from the caller because a failing Lava run cannot be stopped
+cleanly: run() raises a bare "1 Exception(s) occurred" and stop() then blocks
+forever. On failure this process writes the real error and exits at once; the
+caller then ends its whole process group, so nothing is left behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from lava.magma.core.run_conditions import RunSteps
+from lava.magma.core.run_configs import Loihi2SimCfg
+from lava.proc.conv.process import Conv
+from lava.proc.dense.process import Dense
+
+from lava_deploy.convert.network import SpikingLayer, SpikingNetwork
+from lava_deploy.export.netx import read_netx
+from lava_deploy.simulate.lava_cpu.process.models import PyConvModelFast
+from lava_deploy.simulate.lava_cpu.process.process import AccumulateEmit, DigitSource, LogitSink
+
+
+def lava_shape(shape: tuple[int, int, int], kind: str) -> tuple[int, ...]:
+    """Lava's order for a (C, H, W) array: (W, H, C) around a conv, flat for a dense layer."""
+    c, h, w = shape
+    return (w, h, c) if kind == "conv" else (c * h * w,)
+
+
+def _synapse(layer: SpikingLayer, message_bits: int):
+    if layer.kind == "dense":
+        return Dense(weights=layer.weight_mantissa.astype(np.int32), weight_exp=layer.weight_exp,
+                     num_weight_bits=8, num_message_bits=message_bits)
+    # netx's convention: PyTorch's correlation kernel flipped into Lava's (C_out, kW, kH, C_in) convolution.
+    kernel = layer.weight_mantissa[:, :, ::-1, ::-1].transpose(0, 3, 2, 1).astype(np.int32)
+    return Conv(weight=kernel, weight_exp=layer.weight_exp, input_shape=lava_shape(layer.input_shape, "conv"),
+                padding=layer.padding[::-1], stride=layer.stride[::-1], dilation=layer.dilation[::-1],
+                groups=layer.groups, num_message_bits=message_bits)
+
+
+def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool) -> tuple[DigitSource, int]:
+    """Source -> (synapse -> neuron) per layer -> sink. Returns the source and the steps to run."""
+    T, errors = network.time_steps, str(job / "errors")
+    first = network.layers[0]
+    source = DigitSource(shape=lava_shape(network.input_shape, first.kind), codes_path=str(job / "input_codes.npy"),
+                         labels_path=str(job / "input_labels.npy"), time_steps=T, digit_bits=network.input_digit_bits,
+                         lava_order="whc" if first.kind == "conv" else "flat", error_dir=errors, name="input")
+    port, port_is_3d = source.s_out, first.kind == "conv"
+    message_bits = network.input_digit_bits if network.input_digit_bits > 1 else 0
+    for i, layer in enumerate(network.layers):
+        synapse = _synapse(layer, message_bits)
+        if port_is_3d and layer.kind == "dense":
+            port = port.transpose([2, 1, 0]).flatten()     # (W, H, C) -> PyTorch's (C, H, W) flattening
+        port.connect(synapse.s_in)
+        shape = lava_shape(layer.output_shape, layer.kind)
+        bias = layer.bias if layer.kind == "dense" else np.broadcast_to(layer.bias, shape)
+        neuron = AccumulateEmit(
+            shape=shape, bias=bias, vth=layer.threshold(T), clamp=layer.levels << layer.scale_exp,
+            time_steps=T, accumulate_shift=layer.accumulate_shift, phase=1 + network.accumulate_start(i),
+            readout=layer.is_readout, num_samples=num_samples,
+            record_path=str(job / f"spikes_{i}.npy") if record and not layer.is_readout else None,
+            error_dir=errors, name=f"layer {i} ({layer.kind})")
+        synapse.a_out.connect(neuron.a_in)
+        port, port_is_3d, message_bits = neuron.s_out, layer.kind == "conv", 0
+    readout_phase = 1 + network.accumulate_start(len(network.layers) - 1)
+    sink = LogitSink(num_classes=network.layers[-1].num_neurons, phase=readout_phase, time_steps=T,
+                     num_samples=num_samples, out_dir=str(job), error_dir=errors, name="output")
+    port.connect(sink.a_in)
+    source.label_out.connect(sink.label_in)
+    return source, readout_phase + num_samples * T - 1
+
+
+def main(job_dir: str) -> None:
+    """Run the job in ``job_dir``; exit 0 with done.json, or 1 with error.txt."""
+    job = Path(job_dir)
+    spec = json.loads((job / "job.json").read_text())
+    network = read_netx(job / "network.net")
+    source, steps = build(network, job, spec["num_samples"], spec["record_spikes"])
+    fast = {Conv: PyConvModelFast} if spec["fast_conv"] else {}
+    config = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=fast)
+    start = time.perf_counter()
+    try:
+        source.run(condition=RunSteps(num_steps=steps), run_cfg=config)
+    except BaseException as exc:  # noqa: BLE001 - every failure must reach the caller as one line
+        reports = sorted((job / "errors").glob("*.txt"))
+        message = reports[0].read_text() if reports else f"{type(exc).__name__}: {exc}"
+        (job / "error.txt").write_text(" ".join(message.split()))
+        sys.stdout.flush()
+        os._exit(1)        # stop() would block forever after a failed run
+    seconds = time.perf_counter() - start
+    source.stop()
+    (job / "done.json").write_text(json.dumps({"steps_run": steps, "run_seconds": seconds}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,115 @@
+"""Lava's fixed-point CPU simulator against the integer reference, spike for spike; failure handling."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from factories import random_codes, random_network
+from lava_deploy.errors import DeployError
+from lava_deploy.export.netx import write_netx
+from lava_deploy.simulate.lava_cpu.runner import run_lava
+from lava_deploy.simulate.reference import run_reference
+
+pytestmark = pytest.mark.lava
+
+
+def _worker_processes() -> list[str]:
+    """Command lines of every live Lava worker (and its forked children, which share its command line)."""
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "lava_cpu.worker" in line and "ps -eo" not in line]
+
+
+def _assert_matches_reference(network, codes, labels, **kwargs):
+    ref = run_reference(network, codes, spikes=True)
+    lava = run_lava(network, codes, labels, **kwargs)
+    np.testing.assert_array_equal(lava.logits, ref.logits)
+    np.testing.assert_array_equal(lava.labels, labels)
+    assert len(lava.spikes) == len(ref.spikes)
+    for layer, (ours, theirs) in enumerate(zip(lava.spikes, ref.spikes)):
+        assert ours.shape == theirs.shape, layer
+        np.testing.assert_array_equal(ours, theirs, err_msg=f"layer {layer}")
+    assert lava.steps_per_sample == network.time_steps
+    return ref, lava
+
+
+@pytest.mark.parametrize("seed, time_steps, input_bits, conv, clamp", [
+    (0, 1, 1, False, False),     # binary input, one step per sample
+    (1, 2, 5, True, True),       # graded input digits (3 bits per step), clamped levels
+    (2, 3, 8, True, False),
+    (3, 4, 4, False, True),
+])
+def test_lava_equals_reference_spike_for_spike(seed, time_steps, input_bits, conv, clamp):
+    rng = np.random.default_rng(seed)
+    levels = max(1, (1 << time_steps) - 2) if clamp else None
+    network = random_network(rng, time_steps=time_steps, input_bits=input_bits, conv=conv, levels=levels)
+    codes = random_codes(rng, network, 12)
+    labels = rng.integers(0, 4, len(codes))
+    ref, _ = _assert_matches_reference(network, codes, labels)
+    # The case is only worth its time if neurons both fire and stay silent.
+    total = sum(s.sum() for s in ref.spikes)
+    assert 0 < total < sum(s.size for s in ref.spikes)
+
+
+def test_fast_conv_equals_lava_conv_model():
+    """Our vectorized Conv model against lava-nc's own (exponent 0, which lava-nc's model supports)."""
+    rng = np.random.default_rng(7)
+    network = random_network(rng, time_steps=2, input_bits=2, conv=True)
+    network.layers[0].weight_exp = 0
+    codes = random_codes(rng, network, 4)
+    labels = np.zeros(len(codes), np.int64)
+    _, fast = _assert_matches_reference(network, codes, labels, fast_conv=True)
+    _, stock = _assert_matches_reference(network, codes, labels, fast_conv=False)
+    for a, b in zip(fast.spikes, stock.spikes):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_process_model_error_is_one_line_and_leaves_no_process():
+    rng = np.random.default_rng(3)
+    network = random_network(rng, time_steps=4, input_bits=8, conv=False)
+    first = network.layers[0]
+    first.weight_mantissa[:] = 254      # the largest weights on the brightest input overflow 24 bits
+    first.weight_exp = 7
+    codes = np.full((3, *network.input_shape), network.input_levels)
+    start = time.monotonic()
+    with pytest.raises(DeployError) as info:
+        run_lava(network, codes, np.zeros(3, np.int64), timeout_s=90)
+    assert time.monotonic() - start < 90
+    message = str(info.value)
+    assert "\n" not in message
+    assert "layer 0" in message and "24-bit" in message, message
+    assert _worker_processes() == []
+
+
+def test_timeout_stops_the_run_and_leaves_no_process():
+    rng = np.random.default_rng(4)
+    network = random_network(rng, time_steps=2, input_bits=2, conv=False)
+    codes = random_codes(rng, network, 2000)
+    with pytest.raises(DeployError, match="did not finish within 3 s"):
+        run_lava(network, codes, np.zeros(len(codes), np.int64), timeout_s=3)
+    assert _worker_processes() == []
+
+
+def test_ctrl_c_during_simulate_stops_cleanly(tmp_path):
+    rng = np.random.default_rng(5)
+    network = random_network(rng, time_steps=2, input_bits=8, input_shape=(1, 8, 8), conv=False, classes=10)
+    path = tmp_path / "net.net"
+    write_netx(network, path)
+    cli = subprocess.Popen([sys.executable, "-m", "lava_deploy", "simulate", str(path), "--backend", "lava-cpu",
+                            "--dataset", "digits"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not _worker_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _worker_processes(), "the Lava worker never started"
+    time.sleep(2)
+    cli.send_signal(signal.SIGINT)
+    _, err = cli.communicate(timeout=60)
+    assert cli.returncode == 130
+    assert err.strip().splitlines()[-1] == "lava-deploy: interrupted"
+    assert "Traceback" not in err
+    assert _worker_processes() == []
