@@ -45,8 +45,13 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
-    from lava_deploy.simulate import simulate
+    from lava_deploy.simulate import simulate, simulate_spikes
 
+    if args.input_spikes:
+        spikes = simulate_spikes(args.network, args.input_spikes, args.backend, output=args.output_spikes)
+        print(f"{len(spikes)} steps, {int((spikes != 0).sum())} output spikes"
+              + (f" -> {args.output_spikes}" if args.output_spikes else ""))
+        return
     with _progress_bar(args.quiet, args.backend, args.samples) as progress:
         result = simulate(args.network, dataset=args.dataset, backend=args.backend, samples=args.samples,
                           progress=progress)
@@ -130,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=None, help="number of test samples (default: all)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--input-spikes", metavar="FILE.npy",
+                   help="stock netx networks: input spikes (steps, *input shape in Lava's x, y, c order)")
+    p.add_argument("--output-spikes", metavar="FILE.npy", help="stock netx networks: where to save output spikes")
     p.set_defaults(func=_cmd_simulate)
 
     p = verbs.add_parser("compare", help="run the integer reference and Lava on the same samples, spike for spike")

@@ -20,8 +20,6 @@ No Lava import: this module is the file format, for every backend.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ import numpy as np
 from lava_deploy.convert.network import (WEIGHT_MANTISSA_MAX, WEIGHT_MANTISSA_MIN, SpikingLayer,
                                          SpikingNetwork, conv_output_size)
 from lava_deploy.errors import DeployError
+from lava_deploy.files import atomic_output
 
 FORMAT_VERSION = 1
 #: Our accumulate-then-emit neuron's type name in ``layer/i/neuron/type`` (netx stores S10 strings).
@@ -49,19 +48,8 @@ def write_netx(network: SpikingNetwork, path: str | Path) -> None:
 
     Nothing is left behind on error: neither a partial file nor the temporary one.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent) or ".", prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            _write(f, network)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        _write(f, network)
 
 
 def _write(f: h5py.File, network: SpikingNetwork) -> None:
@@ -193,7 +181,8 @@ def _read(r: _Reader, f: h5py.File) -> SpikingNetwork:
     if "lava_deploy" not in f:
         kinds = set(neuron_types(r.path)) if "layer" in f else set()
         what = f"a stock netx network ({', '.join(sorted(kinds))} neurons)" if kinds else "not a lava-deploy network"
-        raise r.fail("lava_deploy", f"missing group: {what}")
+        raise r.fail("lava_deploy", f"missing group: {what}" +
+                     ("; run it with --backend lava-cpu --input-spikes FILE.npy" if kinds else ""))
     attrs = f["lava_deploy"].attrs
     for key in ("formatVersion", "timeSteps", "inputBits", "classNames", "metadata"):
         if key not in attrs:

@@ -15,6 +15,7 @@ import numpy as np
 
 from lava_deploy.convert.network import SpikingNetwork
 from lava_deploy.errors import DeployError
+from lava_deploy.files import atomic_output
 from lava_deploy.simulate.reference import _popcount, run_reference
 from lava_deploy.train.data import load_dataset, quantize_input
 
@@ -132,3 +133,40 @@ def simulate(network: SpikingNetwork | str | Path, dataset: str = "digits", back
     return SimulationResult("lava-cpu", lava.logits, lava.labels, spikes_per_layer, lava.steps_per_sample,
                             lava.latency_steps, lava.wall_seconds, lava.spikes if record_spikes else None,
                             extra={"steps_run": lava.steps_run})
+
+
+def simulate_spikes(network: str | Path, input_spikes: np.ndarray | str | Path, backend: str = "lava-cpu",
+                    output: Optional[str | Path] = None) -> np.ndarray:
+    """Run a stock lava-dl netx network (CUBA neurons, no lava-deploy metadata) on recorded input spikes.
+
+    The network is built by lava-dl's own netx, unchanged; this is how a netx
+    model from elsewhere runs beside ours.
+
+    Args:
+        network: netx HDF5 file.
+        input_spikes: ``(steps, *input shape)`` integers in Lava's (x, y, c) order, or a .npy path.
+        backend: only ``lava-cpu`` runs stock networks.
+        output: write the output spikes here as .npy (atomically).
+
+    Returns:
+        ``(steps, *output shape)`` output spikes.
+    """
+    if backend != "lava-cpu":
+        raise DeployError(f"stock netx networks run on --backend lava-cpu only, not '{backend}'")
+    if not isinstance(input_spikes, np.ndarray):
+        input_spikes = _load_npy(Path(input_spikes))
+    from lava_deploy.simulate.lava_cpu.runner import run_stock_netx
+    spikes = run_stock_netx(network, input_spikes)
+    if output is not None:
+        with atomic_output(output) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, spikes)
+    return spikes
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise DeployError(f"input spike file {path} does not exist")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DeployError(f"{path.name}: not a .npy array ({str(exc).splitlines()[0]})") from None

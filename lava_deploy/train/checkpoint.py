@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import torch
 from torch import nn
 
 from lava_deploy.errors import DeployError
+from lava_deploy.files import atomic_output
 from lava_deploy.train.models import build_model
 
 FORMAT = "lava-deploy-checkpoint"
@@ -54,14 +53,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo) -> None
     """Write a checkpoint atomically (temporary file, then rename)."""
     path = Path(path)
     payload = {"format": FORMAT, "version": VERSION, "info": asdict(info), "state_dict": model.state_dict()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Sequential, ModelInfo]:

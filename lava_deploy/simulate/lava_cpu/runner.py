@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,8 +89,8 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
             outputs.update({f"spikes_{i}": ((n, T, layer.num_neurons), np.uint8) for i, layer in enumerate(hidden)})
         for name, (shape, dtype) in outputs.items():
             np.lib.format.open_memmap(job / f"{name}.npy", mode="w+", dtype=dtype, shape=shape).flush()
-        (job / "job.json").write_text(json.dumps({"num_samples": n, "record_spikes": record_spikes,
-                                                   "fast_conv": fast_conv}))
+        (job / "job.json").write_text(json.dumps({"kind": "accumulate-emit", "num_samples": n,
+                                                   "record_spikes": record_spikes, "fast_conv": fast_conv}))
         _run_worker(job, timeout_s, progress)
         done = json.loads((job / "done.json").read_text())
         spikes = None
@@ -101,6 +102,55 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
                             run_seconds=done["run_seconds"], wall_seconds=0.0)
     result.wall_seconds = time.perf_counter() - start
     return result
+
+
+def run_stock_netx(path: str | Path, input_spikes: np.ndarray, *, timeout_s: Optional[float] = None) -> np.ndarray:
+    """Run a stock lava-dl netx network (e.g. CUBA neurons) as lava-dl's netx builds it, on recorded input.
+
+    Args:
+        path: netx HDF5 file in lava-dl's own conventions.
+        input_spikes: ``(steps, *shape)`` in Lava's order, the shape of the network's input port
+            (``(x, y, c)`` for a conv input, ``(n,)`` for a dense one).
+        timeout_s: give up (and clean up) after this long.
+
+    Returns:
+        The output layer's spikes, ``(steps, *output shape)`` int32, frame t - 1 at step t.
+    """
+    input_spikes = np.asarray(input_spikes)
+    if input_spikes.ndim < 2 or input_spikes.dtype.kind not in "biu":
+        raise DeployError("input spikes must be integers shaped (steps, *input shape)")
+    steps = len(input_spikes)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="lava-deploy-") as tmp:
+        job = Path(tmp)
+        (job / "errors").mkdir()
+        shutil.copyfile(path, job / "network.net")
+        np.save(job / "input_spikes.npy", input_spikes.astype(np.int32))
+        output_shape = _stock_output_shape(Path(path), input_spikes.shape[1:])
+        np.lib.format.open_memmap(job / "output_spikes.npy", mode="w+", dtype=np.int32,
+                                  shape=(steps, *output_shape)).flush()
+        (job / "job.json").write_text(json.dumps({"kind": "stock", "steps": steps}))
+        _run_worker(job, timeout_s if timeout_s is not None else _STARTUP_S + _PER_STEP_S * steps, None)
+        output = np.load(job / "output_spikes.npy")
+    return output
+
+
+def _stock_output_shape(path: Path, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The output port's shape, from the last layer's ``shape`` (netx stores (C, H, W); Lava uses (x, y, c))."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            layers = f["layer"]
+            first = tuple(int(v) for v in np.asarray(layers["0"]["shape"])[::-1])
+            last = layers[str(len(layers) - 1)]
+            shape = tuple(int(v) for v in np.asarray(last["shape"])[::-1])
+            is_dense = np.asarray(last["type"]).reshape(-1)[0] in (b"dense", "dense")
+    except (OSError, KeyError, ValueError) as exc:
+        raise DeployError(f"{path.name}: not a readable netx network ({str(exc).splitlines()[0]})") from None
+    if tuple(input_shape) != first:
+        raise DeployError(f"input spikes have frames of shape {tuple(input_shape)}, the network's input is {first}")
+    return (int(np.prod(shape)),) if is_dense else shape
 
 
 def _run_worker(job: Path, timeout_s: float, progress: Optional[Callable[[int], None]]) -> None:

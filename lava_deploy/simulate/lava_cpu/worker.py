@@ -22,7 +22,8 @@ from lava.proc.dense.process import Dense
 from lava_deploy.convert.network import SpikingLayer, SpikingNetwork
 from lava_deploy.export.netx import read_netx
 from lava_deploy.simulate.lava_cpu.process.models import PyConvModelFast
-from lava_deploy.simulate.lava_cpu.process.process import AccumulateEmit, DigitSource, LogitSink
+from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, DigitSource, LogitSink, SpikeRecorder,
+                                                           SpikeReplay)
 
 
 def lava_shape(shape: tuple[int, int, int], kind: str) -> tuple[int, ...]:
@@ -74,13 +75,30 @@ def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool) ->
     return source, readout_phase + num_samples * T - 1
 
 
+def build_stock(job: Path) -> SpikeReplay:
+    """A stock netx network (CUBA neurons), built by lava-dl's own netx, between a replay and a recorder."""
+    from lava.lib.dl import netx
+
+    network = netx.hdf5.Network(net_config=str(job / "network.net"))
+    errors = str(job / "errors")
+    source = SpikeReplay(shape=network.inp.shape, spikes_path=str(job / "input_spikes.npy"), error_dir=errors,
+                         name="input")
+    sink = SpikeRecorder(shape=network.out.shape, record_path=str(job / "output_spikes.npy"), error_dir=errors,
+                         name="output")
+    source.s_out.connect(network.inp)
+    network.out.connect(sink.a_in)
+    return source
+
+
 def main(job_dir: str) -> None:
     """Run the job in ``job_dir``; exit 0 with done.json, or 1 with error.txt."""
     job = Path(job_dir)
     spec = json.loads((job / "job.json").read_text())
-    network = read_netx(job / "network.net")
-    source, steps = build(network, job, spec["num_samples"], spec["record_spikes"])
-    fast = {Conv: PyConvModelFast} if spec["fast_conv"] else {}
+    if spec["kind"] == "stock":
+        source, steps = build_stock(job), spec["steps"]
+    else:
+        source, steps = build(read_netx(job / "network.net"), job, spec["num_samples"], spec["record_spikes"])
+    fast = {Conv: PyConvModelFast} if spec.get("fast_conv", True) else {}
     config = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=fast)
     start = time.perf_counter()
     try:

@@ -19,7 +19,8 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.conv.process import Conv
 
-from lava_deploy.simulate.lava_cpu.process.process import AccumulateEmit, DigitSource, LogitSink
+from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, DigitSource, LogitSink, SpikeRecorder,
+                                                           SpikeReplay)
 
 #: Loihi's state and message width.
 STATE_MIN, STATE_MAX = -(1 << 23), (1 << 23) - 1
@@ -201,6 +202,51 @@ class PyLogitSinkModel(PyLoihiProcessModel):
         if sample + 1 == self.num_samples:
             for f in self.files:
                 f.flush()
+
+
+@implements(proc=SpikeReplay, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "floating_pt")
+class PySpikeReplayModel(PyLoihiProcessModel):
+    """Frame t - 1 of the file at step t; silence after the last frame."""
+
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.frames = None
+
+    @_reports_errors
+    def run_spk(self) -> None:
+        if self.frames is None:
+            self.frames = np.load(self.proc_params["spikes_path"], mmap_mode="r")
+        t = self.time_step - 1
+        self.s_out.send(np.asarray(self.frames[t], np.int32) if t < len(self.frames)
+                        else np.zeros(self.s_out.shape, np.int32))
+
+
+@implements(proc=SpikeRecorder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "floating_pt")
+class PySpikeRecorderModel(PyLoihiProcessModel):
+    """Frame of step t into row t - 1 of the file."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.record = None
+
+    @_reports_errors
+    def run_spk(self) -> None:
+        frame = self.a_in.recv()
+        if self.record is None:
+            self.record = np.load(self.proc_params["record_path"], mmap_mode="r+")
+        t = self.time_step - 1
+        if t < len(self.record):
+            self.record[t] = frame
+        if t + 1 == len(self.record):
+            self.record.flush()
 
 
 @implements(proc=Conv, protocol=LoihiProtocol)

@@ -99,3 +99,31 @@ class LogitSink(AbstractProcess):
                          out_dir=out_dir, error_dir=error_dir, name=name)
         self.a_in = InPort(shape=(num_classes,))
         self.label_in = InPort(shape=(1,))
+
+
+class SpikeReplay(AbstractProcess):
+    """Sends a recorded spike train, one frame per step, read from a .npy file inside its model.
+
+    Args:
+        shape: frame shape (Lava order: the receiving port's shape).
+        spikes_path: .npy of (steps, *shape) integers; frame t - 1 goes out at step t.
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], spikes_path: str, error_dir: ty.Optional[str] = None,
+                 name: ty.Optional[str] = None) -> None:
+        super().__init__(shape=shape, spikes_path=spikes_path, error_dir=error_dir, name=name)
+        self.s_out = OutPort(shape=shape)
+
+
+class SpikeRecorder(AbstractProcess):
+    """Writes every frame it receives into a (steps, *shape) .npy file: no Var reads afterwards.
+
+    Args:
+        shape: frame shape (Lava order).
+        record_path: .npy of (steps, *shape), created by the caller.
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], record_path: str, error_dir: ty.Optional[str] = None,
+                 name: ty.Optional[str] = None) -> None:
+        super().__init__(shape=shape, record_path=record_path, error_dir=error_dir, name=name)
+        self.a_in = InPort(shape=shape)

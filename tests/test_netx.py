@@ -1,0 +1,111 @@
+"""The netx HDF5 file: round trip, stock netx can open it, atomic writes, and every malformed case."""
+from __future__ import annotations
+
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from factories import random_network
+from lava_deploy.cli import main
+from lava_deploy.export.netx import NEURON_TYPE, read_netx, write_netx
+
+
+@pytest.fixture
+def network_file(tmp_path):
+    network = random_network(np.random.default_rng(0), time_steps=3, input_bits=8, conv=True)
+    network.metadata = {"float_test_accuracy": 0.5}
+    path = tmp_path / "net.net"
+    write_netx(network, path)
+    return network, path
+
+
+def test_round_trip_keeps_every_number(network_file):
+    network, path = network_file
+    back = read_netx(path)
+    assert (back.time_steps, back.input_bits, back.input_shape) == (3, 8, network.input_shape)
+    assert back.class_names == network.class_names and back.metadata == network.metadata
+    assert len(back.layers) == len(network.layers)
+    for ours, theirs in zip(network.layers, back.layers):
+        for field in ("kind", "weight_exp", "scale_exp", "levels", "input_shape", "output_shape", "stride",
+                      "padding", "dilation", "groups", "accumulate_shift"):
+            assert getattr(ours, field) == getattr(theirs, field), field
+        np.testing.assert_array_equal(ours.weight_mantissa, theirs.weight_mantissa)
+        np.testing.assert_array_equal(ours.bias, theirs.bias)
+
+
+def test_stock_netx_reads_the_layout(network_file):
+    """lava-dl's own NetDict walks the file with netx's keys: types, shapes, weights."""
+    from lava.lib.dl.netx.utils import NetDict
+
+    network, path = network_file
+    layers = NetDict(str(path))["layer"]
+    types = [layers[i]["type"] for i in range(len(layers))]
+    assert types == ["input", "conv", "flatten", "dense", "dense"]
+    assert layers[1]["neuron"]["type"] == NEURON_TYPE
+    conv = network.layers[0]
+    np.testing.assert_array_equal(layers[1]["weight"], conv.weight_mantissa << conv.weight_exp)
+    assert list(layers[3]["shape"]) == [network.layers[1].output_shape[0]]
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    network = random_network(np.random.default_rng(1), conv=False)
+    network.metadata = {"unserializable": object()}
+    path = tmp_path / "net.net"
+    with pytest.raises(TypeError):
+        write_netx(network, path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _edit(path, edit):
+    with h5py.File(path, "r+") as f:
+        edit(f)
+
+
+def _replace(key, value):
+    def edit(f):
+        del f[key]
+        f.create_dataset(key, data=value)
+    return edit
+
+
+MALFORMED = {
+    "missing key": (lambda f: f["layer/3"].__delitem__("bias"), "layer/3: missing key 'bias'"),
+    "wrong shape": (_replace("layer/4/weight", np.zeros((4, 3), np.int64)), "layer/4: 'weight' has shape (4, 3)"),
+    "unknown layer": (_replace("layer/3/type", np.array([b"pool"], "S10")), "layer/3: unknown layer type 'pool'"),
+    "unknown neuron": (_replace("layer/1/neuron/type", np.array([b"LIFX"], "S10")),
+                       "layer/1/neuron: unknown neuron type 'LIFX'"),
+    "NaN weights": (lambda f: _replace("layer/3/weight", np.full(f["layer/3/weight"].shape, np.nan))(f),
+                    "layer/3: 'weight' contains NaN"),
+    "bad mantissa": (lambda f: _replace("layer/3/weight", f["layer/3/weight"][()] + 1)(f),
+                     "layer/3: 'weight' is not an even 8-bit mantissa"),
+    "wrong phase": (_replace("layer/3/neuron/phase", 7), "layer/3/neuron: 'phase' is not the pipeline offset"),
+    "missing input": (lambda f: f["layer"].__delitem__("0"), "layer/0: missing input layer"),
+    "gap in layers": (lambda f: f["layer"].__delitem__("2"), "layer groups must be numbered 0..n-1"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_malformed_file_is_one_line_naming_layer_and_key(network_file, tmp_path, capsys, case):
+    _, path = network_file
+    bad = tmp_path / "bad.net"
+    shutil.copyfile(path, bad)
+    edit, expected = MALFORMED[case]
+    _edit(bad, edit)
+    assert main(["info", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err
+
+
+def test_truncated_and_foreign_files(network_file, tmp_path, capsys):
+    _, path = network_file
+    truncated = tmp_path / "truncated.net"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    text = tmp_path / "notes.net"
+    text.write_text("not hdf5")
+    for bad, expected in ((truncated, "not an HDF5 file or truncated"), (text, "not an HDF5 file or truncated"),
+                          (tmp_path / "none.net", "does not exist")):
+        assert main(["simulate", str(bad)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected in err, err
