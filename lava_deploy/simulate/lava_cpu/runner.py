@@ -54,7 +54,7 @@ class LavaResult:
 
 
 def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, record_spikes: bool = True,
-             fast_conv: bool = True, timeout_s: Optional[float] = None,
+             fast_conv: bool = True, schedule: str = "pipelined", timeout_s: Optional[float] = None,
              progress: Optional[Callable[[int], None]] = None) -> LavaResult:
     """Stream ``codes`` through the network on Lava (fixed_pt), one new sample every T steps.
 
@@ -65,15 +65,20 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
         record_spikes: keep every hidden-layer spike, (N, T, C, H, W) bool per layer.
         fast_conv: run Conv with this package's vectorized bit-exact model instead of lava-nc's
             (which is 100x slower and requires weight exponent 0).
+        schedule: ``pipelined`` (a new sample every T steps) or ``reset`` (one sample per run, every neuron
+            reset in between: the usual loop, kept as the baseline the pipeline is measured against).
         timeout_s: give up (and clean up) after this long; default scales with the steps.
         progress: called with the number of newly finished samples.
 
     Raises:
         DeployError: a process model failed (one line naming it) or the run timed out.
     """
+    if schedule not in ("pipelined", "reset"):
+        raise DeployError(f"unknown schedule '{schedule}': use pipelined or reset")
     codes = np.asarray(codes, dtype=np.int64)
     n, T = len(codes), network.time_steps
-    steps = network.accumulate_start(len(network.layers) - 1) + n * T
+    per_run = network.accumulate_start(len(network.layers) - 1)
+    steps = per_run + n * T if schedule == "pipelined" else (per_run + T) * n
     timeout_s = timeout_s if timeout_s is not None else _STARTUP_S + _PER_STEP_S * steps
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lava-deploy-") as tmp:
@@ -89,7 +94,7 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
             outputs.update({f"spikes_{i}": ((n, T, layer.num_neurons), np.uint8) for i, layer in enumerate(hidden)})
         for name, (shape, dtype) in outputs.items():
             np.lib.format.open_memmap(job / f"{name}.npy", mode="w+", dtype=dtype, shape=shape).flush()
-        (job / "job.json").write_text(json.dumps({"kind": "accumulate-emit", "num_samples": n,
+        (job / "job.json").write_text(json.dumps({"kind": "accumulate-emit", "schedule": schedule, "num_samples": n,
                                                    "record_spikes": record_spikes, "fast_conv": fast_conv}))
         _run_worker(job, timeout_s, progress)
         done = json.loads((job / "done.json").read_text())
@@ -98,7 +103,8 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
             spikes = [np.load(job / f"spikes_{i}.npy").astype(bool).reshape(n, T, *layer.output_shape)
                       for i, layer in enumerate(hidden)]
         result = LavaResult(logits=np.load(job / "logits.npy"), labels=np.load(job / "labels.npy"), spikes=spikes,
-                            steps_run=done["steps_run"], steps_per_sample=T, latency_steps=network.latency_steps,
+                            steps_run=done["steps_run"], latency_steps=network.latency_steps,
+                            steps_per_sample=T if schedule == "pipelined" else done["steps_run"] // n,
                             run_seconds=done["run_seconds"], wall_seconds=0.0)
     result.wall_seconds = time.perf_counter() - start
     return result
@@ -199,3 +205,20 @@ def end_session(worker: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     worker.wait()
+    # Lava's forked children die asynchronously: wait (briefly) until none of the group is alive.
+    deadline = time.monotonic() + 5.0
+    while _live_group_members(worker.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _live_group_members(group: int) -> list[int]:
+    """PIDs in process group ``group`` that are not zombies (Linux /proc; empty elsewhere)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == group:
+            members.append(int(stat.parent.name))
+    return members

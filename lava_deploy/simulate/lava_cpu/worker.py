@@ -11,7 +11,9 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from lava.magma.core.run_conditions import RunSteps
@@ -43,13 +45,36 @@ def _synapse(layer: SpikingLayer, message_bits: int):
                 groups=layer.groups, num_message_bits=message_bits)
 
 
-def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool) -> tuple[DigitSource, int]:
-    """Source -> (synapse -> neuron) per layer -> sink. Returns the source and the steps to run."""
+@dataclass
+class LavaNetwork:
+    """The built processes, and the steps that stream ``samples`` samples through them."""
+
+    source: DigitSource
+    neurons: list[AccumulateEmit]
+    sink: LogitSink
+    steps: int
+
+    def restart_stream(self, origin: int, first_sample: int) -> None:
+        """Reset every neuron and start a new stream at Lava step ``origin + 1`` (the reset-per-sample loop)."""
+        for process in (self.source, *self.neurons, self.sink):
+            process.stream_origin.set(np.array([origin]))
+            process.first_sample.set(np.array([first_sample]))
+        for neuron in self.neurons:
+            neuron.u.set(np.zeros(neuron.u.shape))
+            neuron.v.set(np.zeros(neuron.v.shape))
+
+
+def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
+          stream_length: Optional[int] = None) -> LavaNetwork:
+    """Source -> (synapse -> neuron) per layer -> sink, streaming ``stream_length`` samples (default: all)."""
     T, errors = network.time_steps, str(job / "errors")
     first = network.layers[0]
+    stream_length = num_samples if stream_length is None else stream_length
     source = DigitSource(shape=lava_shape(network.input_shape, first.kind), codes_path=str(job / "input_codes.npy"),
                          labels_path=str(job / "input_labels.npy"), time_steps=T, digit_bits=network.input_digit_bits,
-                         lava_order="whc" if first.kind == "conv" else "flat", error_dir=errors, name="input")
+                         lava_order="whc" if first.kind == "conv" else "flat", stream_length=stream_length,
+                         error_dir=errors, name="input")
+    neurons = []
     port, port_is_3d = source.s_out, first.kind == "conv"
     message_bits = network.input_digit_bits if network.input_digit_bits > 1 else 0
     for i, layer in enumerate(network.layers):
@@ -66,13 +91,14 @@ def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool) ->
             record_path=str(job / f"spikes_{i}.npy") if record and not layer.is_readout else None,
             error_dir=errors, name=f"layer {i} ({layer.kind})")
         synapse.a_out.connect(neuron.a_in)
+        neurons.append(neuron)
         port, port_is_3d, message_bits = neuron.s_out, layer.kind == "conv", 0
     readout_phase = 1 + network.accumulate_start(len(network.layers) - 1)
     sink = LogitSink(num_classes=network.layers[-1].num_neurons, phase=readout_phase, time_steps=T,
                      num_samples=num_samples, out_dir=str(job), error_dir=errors, name="output")
     port.connect(sink.a_in)
     source.label_out.connect(sink.label_in)
-    return source, readout_phase + num_samples * T - 1
+    return LavaNetwork(source, neurons, sink, readout_phase + stream_length * T - 1)
 
 
 def build_stock(job: Path) -> SpikeReplay:
@@ -94,15 +120,27 @@ def main(job_dir: str) -> None:
     """Run the job in ``job_dir``; exit 0 with done.json, or 1 with error.txt."""
     job = Path(job_dir)
     spec = json.loads((job / "job.json").read_text())
-    if spec["kind"] == "stock":
-        source, steps = build_stock(job), spec["steps"]
-    else:
-        source, steps = build(read_netx(job / "network.net"), job, spec["num_samples"], spec["record_spikes"])
     fast = {Conv: PyConvModelFast} if spec.get("fast_conv", True) else {}
     config = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=fast)
-    start = time.perf_counter()
     try:
-        source.run(condition=RunSteps(num_steps=steps), run_cfg=config)
+        if spec["kind"] == "stock":
+            source, steps, runs = build_stock(job), spec["steps"], None
+        elif spec["schedule"] == "pipelined":
+            lava = build(read_netx(job / "network.net"), job, spec["num_samples"], spec["record_spikes"])
+            source, steps, runs = lava.source, lava.steps, None
+        else:       # reset-and-rerun: one sample per run, every neuron reset in between
+            lava = build(read_netx(job / "network.net"), job, spec["num_samples"], spec["record_spikes"],
+                         stream_length=1)
+            source, steps, runs = lava.source, lava.steps * spec["num_samples"], spec["num_samples"]
+        source.create_runtime(run_cfg=config)       # compile and start first: run_seconds is simulation only
+        start = time.perf_counter()
+        if runs is None:
+            source.run(condition=RunSteps(num_steps=steps), run_cfg=config)
+        else:
+            for sample in range(runs):
+                if sample:
+                    lava.restart_stream(sample * lava.steps, sample)
+                source.run(condition=RunSteps(num_steps=lava.steps), run_cfg=config)
     except BaseException as exc:  # noqa: BLE001 - every failure must reach the caller as one line
         reports = sorted((job / "errors").glob("*.txt"))
         message = reports[0].read_text() if reports else f"{type(exc).__name__}: {exc}"

@@ -45,6 +45,11 @@ def _reports_errors(run_spk):
     return wrapper
 
 
+def _stream_step(model: PyLoihiProcessModel) -> int:
+    """Step counted from the start of the current sample stream (1 at its first step)."""
+    return model.time_step - int(model.stream_origin[0])
+
+
 class _AccumulateEmitModel(PyLoihiProcessModel):
     """The neuron's dynamics; subclasses fix the number type."""
 
@@ -67,7 +72,7 @@ class _AccumulateEmitModel(PyLoihiProcessModel):
     @_reports_errors
     def run_spk(self) -> None:
         a_in = self.a_in.recv()
-        t = self.time_step
+        t = _stream_step(self)
         spikes = np.zeros_like(self.u)
         if t < self.first_step:        # nothing has reached this layer yet
             self.s_out.send(spikes)
@@ -93,7 +98,10 @@ class _AccumulateEmitModel(PyLoihiProcessModel):
 
     def _record(self, fired: np.ndarray, t: int) -> None:
         sample, j = divmod(t - self.first_step - self.T, self.T)
-        if self.record_path is None or not 0 <= sample < self.num_samples:
+        if self.record_path is None or sample < 0:      # emitting nothing of this stream yet
+            return
+        sample += int(self.first_sample[0])
+        if sample >= self.num_samples:
             return
         if self.record is None:
             self.record = np.load(self.record_path, mmap_mode="r+")
@@ -114,6 +122,8 @@ class PyAccumulateEmitModelFixed(_AccumulateEmitModel):
     bias: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
     vth: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
     clamp: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    stream_origin: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    first_sample: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
 @implements(proc=AccumulateEmit, protocol=LoihiProtocol)
@@ -129,6 +139,8 @@ class PyAccumulateEmitModelFloat(_AccumulateEmitModel):
     bias: np.ndarray = LavaPyType(np.ndarray, float)
     vth: np.ndarray = LavaPyType(np.ndarray, float)
     clamp: np.ndarray = LavaPyType(np.ndarray, float)
+    stream_origin: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    first_sample: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
 @implements(proc=DigitSource, protocol=LoihiProtocol)
@@ -139,6 +151,9 @@ class PyDigitSourceModel(PyLoihiProcessModel):
 
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     label_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    stream_origin: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    first_sample: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    stream_length: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
@@ -152,10 +167,11 @@ class PyDigitSourceModel(PyLoihiProcessModel):
         if self.codes is None:
             self.codes = np.load(self.proc_params["codes_path"], mmap_mode="r")
             self.labels = np.load(self.proc_params["labels_path"])
-        sample, j = divmod(self.time_step - 1, self.T)
+        sample, j = divmod(_stream_step(self) - 1, self.T)
         plane = np.zeros(self.s_out.shape, dtype=np.int32)
         label = np.zeros((1,), dtype=np.int32)
-        if sample < len(self.codes):
+        if sample < self.stream_length[0] and sample + self.first_sample[0] < len(self.codes):
+            sample += int(self.first_sample[0])
             digits = (np.asarray(self.codes[sample], dtype=np.int64) >> (self.bits * (self.T - 1 - j))) \
                 & ((1 << self.bits) - 1)
             plane[:] = digits.transpose() if self.order == "whc" else digits.reshape(-1)
@@ -173,6 +189,8 @@ class PyLogitSinkModel(PyLoihiProcessModel):
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     label_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    stream_origin: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    first_sample: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
@@ -188,8 +206,10 @@ class PyLogitSinkModel(PyLoihiProcessModel):
         label = int(self.label_in.recv()[0])
         if label:        # labels travel beside the spikes, first in, first out
             self.pending_labels.append(label - 1)
-        sample, step = divmod(self.time_step - self.first_step, self.T)
-        if self.time_step < self.first_step or step != self.T - 1 or sample >= self.num_samples:
+        t = _stream_step(self)
+        sample, step = divmod(t - self.first_step, self.T)
+        sample += int(self.first_sample[0])
+        if t < self.first_step or step != self.T - 1 or not 0 <= sample < self.num_samples:
             return
         if self.files is None:
             out = self.proc_params["out_dir"]

@@ -28,7 +28,7 @@ class AccumulateEmit(AbstractProcess):
         clamp: L * S; the potential is clamped to it before emitting.
         time_steps: T.
         accumulate_shift: bits per input step (1 for binary spikes).
-        phase: Lava step at which the neuron accumulates sample 0.
+        phase: step (counted from the stream's start) at which the neuron accumulates its first sample.
         readout: only accumulate, and send the whole potential (the logits)
             once per sample at the end of accumulation.
         num_samples: samples in the stream (spikes after it are not recorded).
@@ -51,6 +51,7 @@ class AccumulateEmit(AbstractProcess):
         self.bias = Var(shape=shape, init=np.broadcast_to(bias, shape).copy())
         self.vth = Var(shape=(1,), init=vth)
         self.clamp = Var(shape=(1,), init=clamp)
+        _add_stream_vars(self)
 
 
 class DigitSource(AbstractProcess):
@@ -67,15 +68,19 @@ class DigitSource(AbstractProcess):
         time_steps: T.
         digit_bits: bits per digit plane (1: binary spikes).
         lava_order: "whc" to send (W, H, C) planes for a conv, "flat" for a dense layer.
+
+    Var ``stream_length`` limits how many samples a stream holds (a reset loop streams one).
     """
 
     def __init__(self, *, shape: tuple[int, ...], codes_path: str, labels_path: str, time_steps: int,
-                 digit_bits: int, lava_order: str, error_dir: ty.Optional[str] = None,
-                 name: ty.Optional[str] = None) -> None:
+                 digit_bits: int, lava_order: str, stream_length: int = np.iinfo(np.int32).max,
+                 error_dir: ty.Optional[str] = None, name: ty.Optional[str] = None) -> None:
         super().__init__(shape=shape, codes_path=codes_path, labels_path=labels_path, time_steps=time_steps,
                          digit_bits=digit_bits, lava_order=lava_order, error_dir=error_dir, name=name)
         self.s_out = OutPort(shape=shape)
         self.label_out = OutPort(shape=(1,))
+        _add_stream_vars(self)
+        self.stream_length = Var(shape=(1,), init=stream_length)
 
 
 class LogitSink(AbstractProcess):
@@ -99,6 +104,17 @@ class LogitSink(AbstractProcess):
                          out_dir=out_dir, error_dir=error_dir, name=name)
         self.a_in = InPort(shape=(num_classes,))
         self.label_in = InPort(shape=(1,))
+        _add_stream_vars(self)
+
+
+def _add_stream_vars(process: AbstractProcess) -> None:
+    """Where the sample stream starts: the Lava step before its step 1, and the index of its first sample.
+
+    A pipelined run never changes them; a reset-and-rerun loop restarts the
+    stream at every sample by setting them (and the neurons' state).
+    """
+    process.stream_origin = Var(shape=(1,), init=0)
+    process.first_sample = Var(shape=(1,), init=0)
 
 
 class SpikeReplay(AbstractProcess):
