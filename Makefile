@@ -25,13 +25,14 @@ setup: $(VENV)/.installed
 
 # The main job: compare the shipped digits CNN on Lava's CPU simulator with the integer reference.
 demo: setup
-	$(VENV)/bin/lava-deploy simulate $(DEMO_MODEL) --backend reference --dataset digits
+	$(VENV)/bin/lava-deploy compare $(DEMO_MODEL) --dataset digits --samples 360 --plots $(DEMO_OUT)
 
 test: setup
 	$(VENV)/bin/pytest -q
 
 bench: setup
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/sparsity.py
+	$(PY) benchmarks/lava_throughput.py
 
 models: setup
 	$(PY) netx_models/build.py

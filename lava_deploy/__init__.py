@@ -1,3 +1,12 @@
-"""lava-deploy: QCFS-trained networks deployed as bit-exact spiking networks on Lava."""
+"""lava-deploy: QCFS-trained networks deployed as bit-exact spiking networks on Lava.
 
+One subpackage per stage of the data's journey, each with the function of its
+CLI verb::
+
+    from lava_deploy.train import TrainConfig, train        # lava-deploy train
+    from lava_deploy.convert import convert_model            # (inside export; your own models)
+    from lava_deploy.export import export, info              # lava-deploy export / info
+    from lava_deploy.simulate import simulate                # lava-deploy simulate
+    from lava_deploy.compare import compare, write_plots     # lava-deploy compare [--plots]
+"""
 __version__ = "0.1.0"

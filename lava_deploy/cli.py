@@ -76,6 +76,10 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     with _progress_bar(args.quiet, "lava-cpu", args.samples) as progress:
         result = compare(args.network, dataset=args.dataset, samples=args.samples, progress=progress)
     print(json.dumps(result.summary(), indent=2) if args.json else result.table())
+    if args.plots:
+        from lava_deploy.compare import write_plots
+        written = write_plots(result, args.plots)
+        print(f"plots: {', '.join(str(p) for p in written)}", file=sys.stderr if args.json else sys.stdout)
 
 
 class _progress_bar:
@@ -145,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="digits")
     p.add_argument("--samples", type=int, default=200, help="number of test samples (default: 200)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--plots", metavar="DIR", help="write accuracy-vs-T, spikes-per-layer and raster PNGs here")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compare)
 

@@ -1,6 +1,7 @@
 """Compare: the same samples through the integer reference and Lava, spike for spike."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -19,6 +20,7 @@ class Comparison:
     network: SpikingNetwork
     reference: SimulationResult
     lava: SimulationResult
+    source: Optional[Path] = None
 
     @property
     def prediction_agreement(self) -> float:
@@ -82,10 +84,47 @@ def compare(network: SpikingNetwork | str | Path, dataset: str = "digits", sampl
         samples: number of test samples (all when None).
         progress: called with samples finished while Lava runs.
     """
+    source = None
     if not isinstance(network, SpikingNetwork):
+        source = Path(network)
         network = load_network(network)
     reference = simulate(network, dataset, "reference", samples, record_spikes=True)
     lava = simulate(network, dataset, "lava-cpu", samples, record_spikes=True, progress=progress)
     if not np.array_equal(reference.labels, lava.labels):
         raise DeployError("Lava returned the samples' labels out of order: its pipeline is misaligned")
-    return Comparison(network, reference, lava)
+    return Comparison(network, reference, lava, source)
+
+
+#: Figures of the same architecture trained at several T, written by netx_models/build.py beside a model.
+FAMILY_FILE = "family.json"
+
+
+def write_plots(comparison: Comparison, folder: str | Path, sample: int = 0) -> list[Path]:
+    """accuracy_vs_time_steps.png, spikes_per_layer.png and raster.png (one sample, Lava's spikes) in ``folder``.
+
+    The accuracy plot uses the model family in ``family.json`` beside the network
+    file when there is one (the shipped models have it); otherwise it shows
+    this model's own point.
+    """
+    from lava_deploy.compare import plots
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    T = comparison.network.time_steps
+    family_file = comparison.source.parent / FAMILY_FILE if comparison.source else None
+    title = "Accuracy against time steps"
+    if family_file is not None and family_file.is_file():
+        family = json.loads(family_file.read_text())
+        meta = comparison.network.metadata
+        title += f" ({meta.get('dataset', '')} {meta.get('model', '')} family)"
+    else:
+        family = [{"time_steps": T, "float_test_accuracy": comparison.network.metadata.get("float_test_accuracy",
+                                                                                           float("nan")),
+                   "reference_test_accuracy": comparison.reference.accuracy,
+                   "spikes_per_sample": comparison.reference.spikes_per_sample}]
+        title += " (this model only)"
+    lava_point = (T, comparison.lava.accuracy, len(comparison.lava.labels))
+    return [plots.plot_accuracy_vs_time_steps(family, folder / "accuracy_vs_time_steps.png", lava_point,
+                                              title=title),
+            plots.plot_spikes_per_layer([comparison.reference, comparison.lava], folder / "spikes_per_layer.png"),
+            plots.plot_raster(comparison.network, comparison.lava.spikes, sample, folder / "raster.png")]

@@ -1,4 +1,4 @@
-"""Plots a person would rather look at than read: spikes per layer, a spike raster."""
+"""Plots a person would rather look at than read: accuracy against T, spikes per layer, a spike raster."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -59,6 +59,41 @@ def plot_raster(network: SpikingNetwork, spikes: Sequence[np.ndarray], sample: i
     ax.set_ylabel("neuron (stacked by layer)")
     ax.set_title(f"Spike raster of test sample {sample}, T = {T}")
     ax.legend(loc="upper left", fontsize=7, markerscale=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_accuracy_vs_time_steps(family: Sequence[dict], path: str | Path,
+                                lava_point: tuple[int, float, int] | None = None, title: str = "") -> Path:
+    """Test accuracy against T for a model family: float QCFS ANN and integer spiking reference; Lava's point.
+
+    Args:
+        family: one dict per trained model with ``time_steps``, ``float_test_accuracy``,
+            ``reference_test_accuracy`` and optionally ``spikes_per_sample``.
+        lava_point: (T, accuracy, samples) of the model run on Lava, marked on the plot.
+    """
+    plt = _pyplot()
+    family = sorted(family, key=lambda m: m["time_steps"])
+    steps = [m["time_steps"] for m in family]
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ax.plot(steps, [100 * m["float_test_accuracy"] for m in family], "o-", label="float QCFS ANN")
+    ax.plot(steps, [100 * m["reference_test_accuracy"] for m in family], "s--", label="spiking, integer reference")
+    if lava_point is not None:
+        T, accuracy, samples = lava_point
+        ax.plot([T], [100 * accuracy], "x", markersize=10, color="black",
+                label=f"spiking, Lava CPU (this model, {samples} samples)")
+    for m in family:
+        if m.get("spikes_per_sample") is not None:
+            ax.annotate(f"{m['spikes_per_sample']:.0f} spikes", (m["time_steps"], 100 * m["reference_test_accuracy"]),
+                        textcoords="offset points", xytext=(0, -14), ha="center", fontsize=7)
+    ax.set_xticks(steps)
+    ax.set_xlabel("time steps per sample T (QCFS levels 2^T - 1)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title or "Accuracy against time steps")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
