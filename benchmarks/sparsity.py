@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 from pathlib import Path
 
-import torch
-
-import lava_deploy
 from lava_deploy.convert import convert_model
 from lava_deploy.simulate import SimulationResult, simulate
 from lava_deploy.train.data import load_dataset
 from lava_deploy.train.trainer import TrainConfig, train
+from machine import machine_info
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -52,9 +49,7 @@ def run(weights: list[float], seeds: list[int], model: str, dataset: str, bits: 
         m["spike_reduction"] = 1 - m["spikes_per_sample"] / base["spikes_per_sample"]
         m["accuracy_cost"] = base["integer_accuracy"] - m["integer_accuracy"]
     return {"model": model, "dataset": dataset, "time_steps": bits, "seeds": seeds, "rows": rows, "means": means,
-            "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                        "lava_deploy": lava_deploy.__version__, "cpu_threads": torch.get_num_threads(),
-                        "processor": platform.processor() or platform.machine()}}
+            "machine": machine_info()}
 
 
 def write(report: dict) -> None:

@@ -1,0 +1,150 @@
+"""Regenerate every shipped model and its card: train, export, measure on both backends.
+
+    .venv/bin/python netx_models/build.py [--only digits-cnn-t3] [--samples 200]
+
+Each model lands in netx_models/<name>/ as model.net (netx HDF5), model.pt
+(the checkpoint it came from) and README.md (its card, with the figures
+measured here and the exact commands that produced it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import lava_deploy
+from lava_deploy.compare import compare
+from lava_deploy.convert import convert_model
+from lava_deploy.export import export, info
+from lava_deploy.simulate import simulate
+from lava_deploy.train.data import load_dataset
+from lava_deploy.train.trainer import TrainConfig, train
+
+HERE = Path(__file__).parent
+
+#: name -> training arguments; the CLI flags are the same names.
+MODELS = {
+    "digits-mlp-t3": dict(model="mlp", dataset="digits", bits=3, seed=0),
+    "digits-cnn-t3": dict(model="cnn", dataset="digits", bits=3, seed=0),
+    "mnist5k-cnn-t3": dict(model="cnn", dataset="mnist5k", bits=3, seed=0, epochs=20),
+}
+
+
+def _command(name: str, args: dict) -> str:
+    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in args.items())
+    return (f"lava-deploy train {flags} -o netx_models/{name}/model.pt\n"
+            f"lava-deploy export netx_models/{name}/model.pt -o netx_models/{name}/model.net\n"
+            f"lava-deploy compare netx_models/{name}/model.net --dataset {args['dataset']} --samples {{samples}}")
+
+
+def build(name: str, samples: int | None) -> dict:
+    """Train, export and compare one model; write its card; return its figures."""
+    args = MODELS[name]
+    folder = HERE / name
+    folder.mkdir(exist_ok=True)
+    start = time.perf_counter()
+    trained = train(TrainConfig(**args), output=folder / "model.pt", progress=True)
+    train_seconds = time.perf_counter() - start
+    network = export(folder / "model.pt", folder / "model.net")
+    if samples is None:
+        samples = len(load_dataset(args["dataset"]).y_test)
+    result = compare(folder / "model.net", dataset=args["dataset"], samples=samples)
+    summary = result.summary()
+    figures = {
+        "name": name, **args, "input_bits": network.input_bits, "time_steps": network.time_steps,
+        "float_test_accuracy": trained.test_accuracy,
+        "float_test_accuracy_before_qat": trained.info.metrics.get("float_test_accuracy_before_qat"),
+        "reference_test_accuracy": network.metadata["reference_test_accuracy"],
+        "test_samples": samples,
+        "compare": summary, "train_seconds": train_seconds,
+        "layers": info(network)["layers"],
+        "commands": _command(name, args).format(samples=samples),
+        "versions": {"lava_deploy": lava_deploy.__version__, "python": platform.python_version()},
+    }
+    (folder / "figures.json").write_text(json.dumps(figures, indent=2, default=str))
+    (folder / "README.md").write_text(card(figures))
+    return figures
+
+
+#: model -> time steps of the family trained beside it for the accuracy-against-T plot.
+FAMILIES = {"digits-cnn-t3": (1, 2, 3, 4)}
+
+
+def build_family(name: str) -> list[dict]:
+    """Train the model's architecture at every T of its family; write family.json beside the model."""
+    args = MODELS[name]
+    data = load_dataset(args["dataset"])
+    family = []
+    for T in FAMILIES[name]:
+        trained = train(TrainConfig(**{**args, "bits": T}), progress=False, dataset=data)
+        info_ = trained.info
+        network = convert_model(trained.model, info_.input_shape, info_.input_bits, info_.class_names)
+        result = simulate(network, args["dataset"], "reference")
+        family.append({"time_steps": T, "float_test_accuracy": trained.test_accuracy,
+                       "reference_test_accuracy": result.accuracy, "spikes_per_sample": result.spikes_per_sample,
+                       "latency_steps": network.latency_steps, "test_samples": len(result.labels)})
+        print(f"{name} family T={T}: float {trained.test_accuracy:.4f} reference {result.accuracy:.4f} "
+              f"spikes/sample {result.spikes_per_sample:.1f}", flush=True)
+    (HERE / name / "family.json").write_text(json.dumps(family, indent=2))
+    return family
+
+
+def card(f: dict) -> str:
+    """The model card in markdown."""
+    c = f["compare"]
+    rows = "\n".join(f"| {r['index']} | {r['kind']} | {tuple(r['input_shape'])} | {tuple(r['output_shape'])} | "
+                     f"{r['fan_in']} | {r['weight_exp']} | 2^{r['scale_exp']} | {r['headroom_bits']} |"
+                     for r in f["layers"])
+    return f"""# {f['name']}
+
+QCFS {f['model'].upper()} on `{f['dataset']}`, converted error-free to an integer spiking network.
+
+| | |
+|---|---|
+| dataset | `{f['dataset']}` (fixed 80/20 split; test split used below) |
+| time steps T | {f['time_steps']} (QCFS levels {2 ** f['time_steps'] - 1}) |
+| input | {f['input_bits']}-bit pixels as {f['time_steps']} digit planes, most significant first |
+| float QCFS test accuracy | {f['float_test_accuracy']:.4f} (before 8-bit fine-tuning: {f['float_test_accuracy_before_qat']:.4f}) |
+| integer reference test accuracy | {f['reference_test_accuracy']:.4f} (full test split) |
+| Lava CPU accuracy ({c['samples']} samples) | {c['accuracy']['lava_cpu']:.4f} (reference on the same samples: {c['accuracy']['reference']:.4f}) |
+| spike agreement Lava vs reference | {c['spike_agreement']:.6f} |
+| prediction agreement | {c['prediction_agreement']:.4f} |
+| spikes per sample | {c['spikes_per_sample']['reference']:.1f} |
+| latency | {c['latency_steps']['lava_cpu']} steps; a new sample every {c['steps_per_sample']['lava_cpu']} steps |
+| Lava CPU wall time | {c['seconds_per_sample']['lava_cpu'] * 1000:.1f} ms per sample (2 cores) |
+| training time | {f['train_seconds']:.0f} s (2 cores) |
+
+## Layers
+
+| # | type | input (C,H,W) | output | fan-in | weight exp | scale S | 24-bit headroom |
+|---|---|---|---|---|---|---|---|
+{rows}
+
+## Reproduce
+
+```bash
+{f['commands']}
+```
+
+Files: `model.net` (netx HDF5, see docs/netx-format.md), `model.pt` (checkpoint), `figures.json` (all figures).
+Generated by `netx_models/build.py` with lava-deploy {f['versions']['lava_deploy']}, Python {f['versions']['python']}.
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(MODELS), help="build only these models")
+    parser.add_argument("--samples", type=int, default=None, help="test samples for the Lava comparison (default: all)")
+    args = parser.parse_args()
+    for name in args.only or MODELS:
+        figures = build(name, args.samples)
+        print(f"{name}: float {figures['float_test_accuracy']:.4f}  reference {figures['reference_test_accuracy']:.4f}"
+              f"  spike agreement {figures['compare']['spike_agreement']:.6f}")
+        if name in FAMILIES:
+            build_family(name)
+
+
+if __name__ == "__main__":
+    main()
