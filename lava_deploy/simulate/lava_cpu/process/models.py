@@ -45,6 +45,11 @@ def _reports_errors(run_spk):
     return wrapper
 
 
+def _mapped(path: str, writable: bool = False) -> np.ndarray:
+    """A job file as a memory map: opened inside the model's own process, never shipped through Vars."""
+    return np.load(path, mmap_mode="r+" if writable else "r")
+
+
 def _stream_step(model: PyLoihiProcessModel) -> int:
     """Step counted from the start of the current sample stream (1 at its first step)."""
     return model.time_step - int(model.stream_origin[0])
@@ -104,7 +109,7 @@ class _AccumulateEmitModel(PyLoihiProcessModel):
         if sample >= self.num_samples:
             return
         if self.record is None:
-            self.record = np.load(self.record_path, mmap_mode="r+")
+            self.record = _mapped(self.record_path, writable=True)
         # Lava's (W, H, C) order to PyTorch's (C, H, W), the reference's layout.
         self.record[sample, j] = fired.transpose().reshape(-1)
 
@@ -165,8 +170,8 @@ class PyDigitSourceModel(PyLoihiProcessModel):
     @_reports_errors
     def run_spk(self) -> None:
         if self.codes is None:
-            self.codes = np.load(self.proc_params["codes_path"], mmap_mode="r")
-            self.labels = np.load(self.proc_params["labels_path"])
+            self.codes = _mapped(self.proc_params["codes_path"])
+            self.labels = _mapped(self.proc_params["labels_path"])
         sample, j = divmod(_stream_step(self) - 1, self.T)
         plane = np.zeros(self.s_out.shape, dtype=np.int32)
         label = np.zeros((1,), dtype=np.int32)
@@ -213,7 +218,7 @@ class PyLogitSinkModel(PyLoihiProcessModel):
             return
         if self.files is None:
             out = self.proc_params["out_dir"]
-            self.files = [np.load(os.path.join(out, f"{k}.npy"), mmap_mode="r+")
+            self.files = [_mapped(os.path.join(out, f"{k}.npy"), writable=True)
                           for k in ("logits", "labels", "progress")]
         all_logits, labels, progress = self.files
         all_logits[sample] = logits
@@ -232,17 +237,10 @@ class PySpikeReplayModel(PyLoihiProcessModel):
 
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
 
-    def __init__(self, proc_params):
-        super().__init__(proc_params)
-        self.frames = None
-
     @_reports_errors
     def run_spk(self) -> None:
-        if self.frames is None:
-            self.frames = np.load(self.proc_params["spikes_path"], mmap_mode="r")
-        t = self.time_step - 1
-        self.s_out.send(np.asarray(self.frames[t], np.int32) if t < len(self.frames)
-                        else np.zeros(self.s_out.shape, np.int32))
+        frames, t = _mapped(self.proc_params["spikes_path"]), self.time_step - 1
+        self.s_out.send(np.asarray(frames[t], np.int32) if t < len(frames) else np.zeros(self.s_out.shape, np.int32))
 
 
 @implements(proc=SpikeRecorder, protocol=LoihiProtocol)
@@ -253,20 +251,13 @@ class PySpikeRecorderModel(PyLoihiProcessModel):
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
 
-    def __init__(self, proc_params):
-        super().__init__(proc_params)
-        self.record = None
-
     @_reports_errors
     def run_spk(self) -> None:
         frame = self.a_in.recv()
-        if self.record is None:
-            self.record = np.load(self.proc_params["record_path"], mmap_mode="r+")
-        t = self.time_step - 1
-        if t < len(self.record):
-            self.record[t] = frame
-        if t + 1 == len(self.record):
-            self.record.flush()
+        record, t = _mapped(self.proc_params["record_path"], writable=True), self.time_step - 1
+        if t < len(record):
+            record[t] = frame
+            record.flush()
 
 
 @implements(proc=Conv, protocol=LoihiProtocol)
