@@ -1,0 +1,44 @@
+"""The shipped models: their files, their cards' figures, and Lava against the reference on real data."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lava_deploy.cli import build_parser, main
+from lava_deploy.simulate import simulate
+
+MODELS = Path(__file__).resolve().parent.parent / "netx_models"
+NAMES = ["digits-mlp-t3", "digits-cnn-t3", "mnist5k-cnn-t3"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_card_figures_are_what_the_file_computes(name):
+    figures = json.loads((MODELS / name / "figures.json").read_text())
+    result = simulate(MODELS / name / "model.net", dataset=figures["dataset"], backend="reference")
+    assert result.accuracy == pytest.approx(figures["reference_test_accuracy"], abs=1e-12)
+    assert figures["compare"]["spike_agreement"] == 1.0
+    assert f"| integer reference test accuracy | {result.accuracy:.4f}" in (MODELS / name / "README.md").read_text()
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("name", ["digits-mlp-t3", "digits-cnn-t3"])
+def test_lava_matches_reference_on_digits(name, capsys):
+    assert main(["compare", str(MODELS / name / "model.net"), "--dataset", "digits", "--samples", "50",
+                 "--json", "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["samples"] == 50
+    assert summary["spike_agreement"] == 1.0 and summary["prediction_agreement"] == 1.0
+    assert summary["steps_per_sample"]["lava_cpu"] == 3
+    assert summary["accuracy"]["lava_cpu"] == summary["accuracy"]["reference"] > 0.9
+
+
+def test_every_verb_has_help(capsys):
+    verbs = build_parser()._subparsers._group_actions[0].choices
+    assert set(verbs) >= {"train", "export", "simulate", "compare", "info"}
+    for verb in verbs:
+        with pytest.raises(SystemExit) as exit_:
+            main([verb, "--help"])
+        assert exit_.value.code == 0
+        assert f"usage: lava-deploy {verb}" in capsys.readouterr().out
