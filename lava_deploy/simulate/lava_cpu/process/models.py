@@ -45,8 +45,9 @@ def _reports_errors(run_spk):
     return wrapper
 
 
+@functools.lru_cache(maxsize=None)
 def _mapped(path: str, writable: bool = False) -> np.ndarray:
-    """A job file as a memory map: opened inside the model's own process, never shipped through Vars."""
+    """A job file as a memory map, opened once per process (each model runs in its own), never shipped through Vars."""
     return np.load(path, mmap_mode="r+" if writable else "r")
 
 
