@@ -8,5 +8,6 @@ CLI verb::
     from lava_deploy.export import export, info              # lava-deploy export / info
     from lava_deploy.simulate import simulate                # lava-deploy simulate
     from lava_deploy.compare import compare, write_plots     # lava-deploy compare [--plots]
+    from lava_deploy.check import check                      # lava-deploy check (Loihi 2 fit, energy)
 """
 __version__ = "0.1.0"

@@ -1,6 +1,7 @@
 """The ``lava-deploy`` command line: a thin layer over the Python API.
 
-Every user error is one line on stderr and exit code 2; Ctrl-C exits 130.
+Every user error is one line on stderr and exit code 2; Ctrl-C exits 130;
+``check`` exits 1 when the network cannot be deployed as it is.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Optional, Sequence
 
 from lava_deploy.errors import DeployError
 
+EXIT_NOT_DEPLOYABLE = 1
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -54,7 +56,7 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
         return
     with _progress_bar(args.quiet, args.backend, args.samples) as progress:
         result = simulate(args.network, dataset=args.dataset, backend=args.backend, samples=args.samples,
-                          progress=progress)
+                          progress=progress, partition=args.partition)
     summary = result.summary()
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -70,11 +72,20 @@ def _cmd_info(args: argparse.Namespace) -> None:
     print(json.dumps(summary, indent=2) if args.json else format_info(summary))
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from lava_deploy.check import check
+
+    result = check(args.network, dataset=args.dataset, samples=args.samples, energy=not args.no_energy)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())
+    return 0 if result.deployable else EXIT_NOT_DEPLOYABLE
+
+
 def _cmd_compare(args: argparse.Namespace) -> None:
     from lava_deploy.compare import compare
 
-    with _progress_bar(args.quiet, "lava-cpu", args.samples) as progress:
-        result = compare(args.network, dataset=args.dataset, samples=args.samples, progress=progress)
+    with _progress_bar(args.quiet, args.backend, args.samples) as progress:
+        result = compare(args.network, dataset=args.dataset, samples=args.samples, progress=progress,
+                         backend=args.backend, partition=args.partition)
     print(json.dumps(result.summary(), indent=2) if args.json else result.table())
     if args.plots:
         from lava_deploy.compare import write_plots
@@ -134,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("simulate", help="run an exported network on a dataset's test split")
     p.add_argument("network", help="netx HDF5 file")
-    p.add_argument("--backend", default="reference", help="reference or lava-cpu")
+    p.add_argument("--backend", default="reference", help="reference, lava-cpu or loihi2 (needs lava-loihi)")
+    p.add_argument("--partition", help="loihi2: SLURM partition of the Loihi 2 system (INRC)")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--samples", type=int, default=None, help="number of test samples (default: all)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -150,8 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=200, help="number of test samples (default: 200)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--plots", metavar="DIR", help="write accuracy-vs-T, spikes-per-layer and raster PNGs here")
+    p.add_argument("--backend", default="lava-cpu", help="lava-cpu, or loihi2 (needs lava-loihi; no spike record)")
+    p.add_argument("--partition", help="loihi2: SLURM partition of the Loihi 2 system (INRC)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compare)
+
+    p = verbs.add_parser("check", help="Loihi 2 fit (cores, chips, memory), fixed-point lint and energy estimate; "
+                         "exit 1 if the network cannot be deployed as is")
+    p.add_argument("network", help="netx HDF5 file")
+    p.add_argument("--dataset", help="test samples for the energy estimate (default: the network's own dataset)")
+    p.add_argument("--samples", type=int, default=200, help="number of test samples to count (default: 200)")
+    p.add_argument("--no-energy", action="store_true", help="fit and lint only")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=_cmd_check)
 
     p = verbs.add_parser("info", help="layer table, T, input encoding, latency and headroom of a network file")
     p.add_argument("network", help="netx HDF5 file")
@@ -164,14 +187,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``lava-deploy`` console script."""
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except DeployError as exc:
         print(f"lava-deploy: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("lava-deploy: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

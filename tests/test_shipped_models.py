@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from lava_deploy.check import check
 from lava_deploy.cli import build_parser, main
 from lava_deploy.simulate import simulate
 
@@ -22,6 +23,14 @@ def test_card_figures_are_what_the_file_computes(name):
     assert f"| integer reference test accuracy | {result.accuracy:.4f}" in (MODELS / name / "README.md").read_text()
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_card_loihi2_check_is_what_check_computes(name):
+    recorded = json.loads((MODELS / name / "figures.json").read_text())["loihi2_check"]
+    fit = check(MODELS / name / "model.net", energy=False).fit
+    assert (recorded["cores"], recorded["chips"], recorded["deployable"]) == (fit.cores, fit.chips, fit.deployable)
+    assert recorded["deployable"] == (name != "mnist5k-cnn-t3")     # its readout's fan-in exceeds a core
+
+
 @pytest.mark.lava
 @pytest.mark.parametrize("name", ["digits-mlp-t3", "digits-cnn-t3"])
 def test_lava_matches_reference_on_digits(name, capsys):
@@ -36,7 +45,7 @@ def test_lava_matches_reference_on_digits(name, capsys):
 
 def test_every_verb_has_help(capsys):
     verbs = build_parser()._subparsers._group_actions[0].choices
-    assert set(verbs) >= {"train", "export", "simulate", "compare", "info"}
+    assert set(verbs) >= {"train", "export", "simulate", "compare", "check", "info"}
     for verb in verbs:
         with pytest.raises(SystemExit) as exit_:
             main([verb, "--help"])

@@ -1,4 +1,4 @@
-"""Compare: the same samples through the integer reference and Lava, spike for spike."""
+"""Compare: the same samples through the integer reference and Lava (CPU or Loihi 2), spike for spike."""
 from __future__ import annotations
 
 import json
@@ -33,15 +33,17 @@ class Comparison:
         return float((self.reference.logits == self.lava.logits).all(axis=1).mean())
 
     @property
-    def spike_agreement(self) -> float:
-        """Fraction of identical spikes (and silences) over all layers, samples and steps."""
+    def spike_agreement(self) -> Optional[float]:
+        """Fraction of identical spikes (and silences) over all layers, samples and steps (None: not recorded)."""
+        if self.lava.spikes is None:
+            return None
         same = sum(int((r == s).sum()) for r, s in zip(self.reference.spikes, self.lava.spikes))
         total = sum(r.size for r in self.reference.spikes)
         return same / total if total else 1.0
 
     def summary(self) -> dict:
         """JSON-ready figures (``lava-deploy compare --json``)."""
-        backends = {"reference": self.reference, "lava_cpu": self.lava}
+        backends = {"reference": self.reference, self.lava.backend.replace("-", "_"): self.lava}
         return {
             "samples": len(self.reference.labels),
             "time_steps": self.network.time_steps,
@@ -59,37 +61,49 @@ class Comparison:
 
     def table(self) -> str:
         """The comparison as a plain-text table."""
-        s = self.summary()
-        rows = [("", "reference", "lava-cpu")]
-        rows.append(("accuracy", f"{s['accuracy']['reference']:.4f}", f"{s['accuracy']['lava_cpu']:.4f}"))
-        for key, fmt in (("spikes_per_sample", "{:.1f}"), ("latency_steps", "{}"),
+        s, other = self.summary(), self.lava.backend.replace("-", "_")
+        rows = [("", "reference", self.lava.backend)]
+        for key, fmt in (("accuracy", "{:.4f}"), ("spikes_per_sample", "{:.1f}"), ("latency_steps", "{}"),
                          ("steps_per_sample", "{}"), ("seconds_per_sample", "{:.5f}")):
-            rows.append((key.replace("_", " "), fmt.format(s[key]["reference"]), fmt.format(s[key]["lava_cpu"])))
+            rows.append((key.replace("_", " "), *(fmt.format(v) if v is not None else "not recorded"
+                                                  for v in (s[key]["reference"], s[key][other]))))
         width = max(len(r[0]) for r in rows)
-        lines = [f"{r[0]:<{width}}  {r[1]:>10}  {r[2]:>10}" for r in rows]
+        lines = [f"{r[0]:<{width}}  {r[1]:>10}  {r[2]:>12}" for r in rows]
         lines.append(f"{'prediction agreement':<{width}}  {s['prediction_agreement']:>10.4f}")
-        lines.append(f"{'spike agreement':<{width}}  {s['spike_agreement']:>10.6f}")
+        spikes = s["spike_agreement"]
+        lines.append(f"{'spike agreement':<{width}}  " + (f"{spikes:>10.6f}" if spikes is not None else
+                                                           f"{'not recorded on ' + self.lava.backend:>10}"))
         lines.append(f"{'identical logits':<{width}}  {s['logit_agreement']:>10.4f}")
         lines.append(f"samples: {s['samples']}, T = {s['time_steps']}")
         return "\n".join(lines)
 
 
 def compare(network: SpikingNetwork | str | Path, dataset: str = "digits", samples: Optional[int] = 200,
-            progress: Optional[Callable[[int], None]] = None) -> Comparison:
-    """Run the integer reference and Lava's fixed-point CPU simulator on the same test samples.
+            progress: Optional[Callable[[int], None]] = None, backend: str = "lava-cpu",
+            partition: Optional[str] = None) -> Comparison:
+    """Run the integer reference and a Lava backend on the same test samples.
 
     Args:
         network: converted network or netx file path.
         dataset: dataset spec whose test split feeds both backends.
         samples: number of test samples (all when None).
         progress: called with samples finished while Lava runs.
+        backend: ``lava-cpu`` (every spike compared) or ``loihi2`` (logits and predictions;
+            the chip's spikes are not recorded).
+        partition: ``loihi2`` only: the SLURM partition of the Loihi 2 system.
     """
+    if backend not in ("lava-cpu", "loihi2"):
+        raise DeployError(f"compare runs the reference against lava-cpu or loihi2, not '{backend}'")
+    if backend == "loihi2":
+        from lava_deploy.simulate.loihi2 import require_loihi2
+        require_loihi2()
     source = None
     if not isinstance(network, SpikingNetwork):
         source = Path(network)
         network = load_network(network)
     reference = simulate(network, dataset, "reference", samples, record_spikes=True)
-    lava = simulate(network, dataset, "lava-cpu", samples, record_spikes=True, progress=progress)
+    lava = simulate(network, dataset, backend, samples, record_spikes=backend == "lava-cpu", progress=progress,
+                    partition=partition)
     if not np.array_equal(reference.labels, lava.labels):
         raise DeployError("Lava returned the samples' labels out of order: its pipeline is misaligned")
     return Comparison(network, reference, lava, source)
@@ -101,6 +115,8 @@ FAMILY_FILE = "family.json"
 
 def write_plots(comparison: Comparison, folder: str | Path, sample: int = 0) -> list[Path]:
     """accuracy_vs_time_steps.png, spikes_per_layer.png and raster.png (one sample, Lava's spikes) in ``folder``.
+
+    Without Lava's spikes (a Loihi 2 run), the spike plots show the reference's.
 
     The accuracy plot uses the model family in ``family.json`` beside the network
     file when there is one (the shipped models have it); otherwise it shows
@@ -124,7 +140,8 @@ def write_plots(comparison: Comparison, folder: str | Path, sample: int = 0) -> 
                    "spikes_per_sample": comparison.reference.spikes_per_sample}]
         title += " (this model only)"
     lava_point = (T, comparison.lava.accuracy, len(comparison.lava.labels))
+    with_spikes = [r for r in (comparison.reference, comparison.lava) if r.spikes is not None]
     return [plots.plot_accuracy_vs_time_steps(family, folder / "accuracy_vs_time_steps.png", lava_point,
                                               title=title),
-            plots.plot_spikes_per_layer([comparison.reference, comparison.lava], folder / "spikes_per_layer.png"),
-            plots.plot_raster(comparison.network, comparison.lava.spikes, sample, folder / "raster.png")]
+            plots.plot_spikes_per_layer(with_spikes, folder / "spikes_per_layer.png"),
+            plots.plot_raster(comparison.network, with_spikes[-1].spikes, sample, folder / "raster.png")]

@@ -42,12 +42,15 @@ def info(network: SpikingNetwork | str | Path) -> dict:
 
     Returns a dict with the layer table (kind, shapes, fan-in, weight bits and
     exponent, scale, levels, 24-bit headroom), T, the input encoding, latency,
-    steps per sample and the recorded provenance and accuracies.
+    steps per sample, the recorded provenance and accuracies, and the Loihi 2
+    fit in brief (cores, chips, deployable; ``lava-deploy check`` has the rest).
     """
+    from lava_deploy.check import fit_network
     from lava_deploy.export.netx import read_netx
 
     if not isinstance(network, SpikingNetwork):
         network = read_netx(network)
+    fit = fit_network(network)
     return {
         "time_steps": network.time_steps,
         "input": {"shape": list(network.input_shape), "bits": network.input_bits,
@@ -60,6 +63,7 @@ def info(network: SpikingNetwork | str | Path) -> dict:
         "steps_per_sample": network.steps_per_sample,
         "classes": list(network.class_names),
         "metadata": dict(network.metadata),
+        "loihi2": {"cores": fit.cores, "chips": fit.chips, "deployable": fit.deployable, "problems": fit.problems},
     }
 
 
@@ -80,6 +84,10 @@ def format_info(summary: dict) -> str:
               f"input: {inp['shape']}, {inp['bits']}-bit codes as {summary['time_steps']} {inp['encoding']} "
               f"of {inp['digit_bits']} bit(s), most significant first",
               f"neurons: {summary['neurons']}, synaptic connections: {summary['synapses']}"]
+    loihi2 = summary["loihi2"]
+    verdict = "deployable as is" if loihi2["deployable"] else "NOT deployable: " + "; ".join(loihi2["problems"])
+    lines.append(f"Loihi 2 (estimate, see lava-deploy check): {loihi2['cores']} neurocore(s) on {loihi2['chips']} "
+                 f"chip(s), {verdict}")
     meta = summary["metadata"]
     for key in ("dataset", "float_test_accuracy", "reference_test_accuracy", "source_checkpoint_sha256"):
         if key in meta:

@@ -1,8 +1,9 @@
 """Simulation: run an exported spiking network on a backend and measure it.
 
-Backends: ``reference`` (the exact PyTorch integer model, no Lava needed) and
-``lava-cpu`` (Lava's fixed-point CPU simulator). The Lava backend is imported
-only when asked for, so that everything else works without Lava.
+Backends: ``reference`` (the exact PyTorch integer model, no Lava needed),
+``lava-cpu`` (Lava's fixed-point CPU simulator) and ``loihi2`` (a Loihi 2 chip
+through Intel's lava-loihi, INRC only). Lava is imported only when asked for,
+so that everything else works without it.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from lava_deploy.files import atomic_output
 from lava_deploy.simulate.reference import _popcount, run_reference
 from lava_deploy.train.data import load_dataset, quantize_input
 
-BACKENDS = ("reference", "lava-cpu")
+BACKENDS = ("reference", "lava-cpu", "loihi2")
 
 
 @dataclass
@@ -31,7 +32,7 @@ class SimulationResult:
         logits: int64 ``(N, classes)``.
         labels: int64 ``(N,)``.
         spikes: per hidden layer, bool ``(N, T, C, H, W)`` when recorded.
-        spikes_per_layer: mean spikes per sample in each hidden layer.
+        spikes_per_layer: mean spikes per sample in each hidden layer (None: not recorded, as on Loihi 2).
         steps_per_sample: time steps between consecutive samples (T when pipelined).
         latency_steps: steps from a sample's first input spike to its logits.
         wall_seconds: time the backend took for all samples.
@@ -40,7 +41,7 @@ class SimulationResult:
     backend: str
     logits: np.ndarray
     labels: np.ndarray
-    spikes_per_layer: list[float]
+    spikes_per_layer: Optional[list[float]]
     steps_per_sample: int
     latency_steps: int
     wall_seconds: float
@@ -58,9 +59,9 @@ class SimulationResult:
         return float((self.predictions == self.labels).mean())
 
     @property
-    def spikes_per_sample(self) -> float:
-        """Mean spikes per sample over all hidden layers."""
-        return float(sum(self.spikes_per_layer))
+    def spikes_per_sample(self) -> Optional[float]:
+        """Mean spikes per sample over all hidden layers (None when not recorded)."""
+        return None if self.spikes_per_layer is None else float(sum(self.spikes_per_layer))
 
     def summary(self) -> dict:
         """The JSON-ready figures (``lava-deploy simulate --json``)."""
@@ -70,7 +71,7 @@ class SimulationResult:
             "samples": samples,
             "accuracy": self.accuracy,
             "spikes_per_sample": self.spikes_per_sample,
-            "spikes_per_layer": [float(s) for s in self.spikes_per_layer],
+            "spikes_per_layer": self.spikes_per_layer,
             "steps_per_sample": self.steps_per_sample,
             "latency_steps": self.latency_steps,
             "wall_seconds": self.wall_seconds,
@@ -103,21 +104,28 @@ def simulation_inputs(network: SpikingNetwork, dataset: str, samples: Optional[i
 
 def simulate(network: SpikingNetwork | str | Path, dataset: str = "digits", backend: str = "reference",
              samples: Optional[int] = None, record_spikes: bool = False,
-             progress: Optional[Callable[[int], None]] = None) -> SimulationResult:
+             progress: Optional[Callable[[int], None]] = None, partition: Optional[str] = None) -> SimulationResult:
     """Run a network on a dataset's test split with one backend.
 
     Args:
         network: a converted network or the path of an exported netx file.
         dataset: dataset spec (``digits``, ``mnist5k``, ``npz:PATH``, ``cifar10:DIR``).
-        backend: ``reference`` or ``lava-cpu``.
+        backend: ``reference``, ``lava-cpu`` or ``loihi2``.
         samples: how many test samples (all when None).
-        record_spikes: keep every spike of every hidden layer.
+        record_spikes: keep every spike of every hidden layer (not on ``loihi2``).
         progress: called with the number of samples finished so far, as they finish.
+        partition: ``loihi2`` only: the SLURM partition of the Loihi 2 system.
+
+    Raises:
+        DeployError: bad input, a failed run, or ``loihi2`` without lava-loihi.
     """
-    if not isinstance(network, SpikingNetwork):
-        network = load_network(network)
     if backend not in BACKENDS:
         raise DeployError(f"unknown backend '{backend}': use {', '.join(BACKENDS)}")
+    if backend == "loihi2":
+        from lava_deploy.simulate.loihi2 import require_loihi2
+        require_loihi2()        # before any work: without lava-loihi this is all the user sees
+    if not isinstance(network, SpikingNetwork):
+        network = load_network(network)
     codes, labels = simulation_inputs(network, dataset, samples)
     if backend == "reference":
         start = time.perf_counter()
@@ -127,10 +135,13 @@ def simulate(network: SpikingNetwork | str | Path, dataset: str = "digits", back
         return SimulationResult("reference", ref.logits, labels, spikes_per_layer, network.steps_per_sample,
                                 network.latency_steps, wall, ref.spikes)
     from lava_deploy.simulate.lava_cpu.runner import run_lava
-    lava = run_lava(network, codes, labels, record_spikes=True, progress=progress)
-    spikes_per_layer = [float(s.reshape(len(s), -1).sum(axis=1).mean()) for s in lava.spikes]
+    hardware = backend == "loihi2"
+    lava = run_lava(network, codes, labels, record_spikes=not hardware, progress=progress, loihi2=hardware,
+                    partition=partition)
+    spikes_per_layer = None if lava.spikes is None else \
+        [float(s.reshape(len(s), -1).sum(axis=1).mean()) for s in lava.spikes]
     # Labels that travelled through Lava beside the spikes: a misaligned pipeline shows in the accuracy.
-    return SimulationResult("lava-cpu", lava.logits, lava.labels, spikes_per_layer, lava.steps_per_sample,
+    return SimulationResult(backend, lava.logits, lava.labels, spikes_per_layer, lava.steps_per_sample,
                             lava.latency_steps, lava.wall_seconds, lava.spikes if record_spikes else None,
                             extra={"steps_run": lava.steps_run})
 

@@ -1,4 +1,4 @@
-"""Run a spiking network on Lava's fixed-point CPU simulator, pipelined, in a child process.
+"""Run a spiking network on Lava (fixed-point CPU simulator, or Loihi 2 via lava-loihi) in a child process.
 
 The caller's side: write the job (network file, input codes, result files),
 start :mod:`lava_deploy.simulate.lava_cpu.worker` in a session of its own, show
@@ -55,7 +55,8 @@ class LavaResult:
 
 def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, record_spikes: bool = True,
              fast_conv: bool = True, schedule: str = "pipelined", timeout_s: Optional[float] = None,
-             progress: Optional[Callable[[int], None]] = None) -> LavaResult:
+             progress: Optional[Callable[[int], None]] = None, loihi2: bool = False,
+             partition: Optional[str] = None) -> LavaResult:
     """Stream ``codes`` through the network on Lava (fixed_pt), one new sample every T steps.
 
     Args:
@@ -69,12 +70,18 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
             reset in between: the usual loop, kept as the baseline the pipeline is measured against).
         timeout_s: give up (and clean up) after this long; default scales with the steps.
         progress: called with the number of newly finished samples.
+        loihi2: run the layers on a Loihi 2 chip (lava-loihi; pipelined; no spikes recorded).
+        partition: the SLURM partition of the Loihi 2 system (INRC), or None for the scheduler's choice.
 
     Raises:
         DeployError: a process model failed (one line naming it) or the run timed out.
     """
     if schedule not in ("pipelined", "reset"):
         raise DeployError(f"unknown schedule '{schedule}': use pipelined or reset")
+    if loihi2:
+        from lava_deploy.simulate.loihi2 import require_loihi2
+        require_loihi2()
+        record_spikes, schedule = False, "pipelined"
     codes = np.asarray(codes, dtype=np.int64)
     n, T = len(codes), network.time_steps
     per_run = network.accumulate_start(len(network.layers) - 1)
@@ -94,7 +101,8 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
             outputs.update({f"spikes_{i}": ((n, T, layer.num_neurons), np.uint8) for i, layer in enumerate(hidden)})
         for name, (shape, dtype) in outputs.items():
             np.lib.format.open_memmap(job / f"{name}.npy", mode="w+", dtype=dtype, shape=shape).flush()
-        (job / "job.json").write_text(json.dumps({"kind": "accumulate-emit", "schedule": schedule, "num_samples": n,
+        (job / "job.json").write_text(json.dumps({"kind": "loihi2" if loihi2 else "accumulate-emit",
+                                                   "schedule": schedule, "num_samples": n, "partition": partition,
                                                    "record_spikes": record_spikes, "fast_conv": fast_conv}))
         _run_worker(job, timeout_s, progress)
         done = json.loads((job / "done.json").read_text())

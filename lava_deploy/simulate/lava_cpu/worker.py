@@ -65,8 +65,12 @@ class LavaNetwork:
 
 
 def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
-          stream_length: Optional[int] = None) -> LavaNetwork:
-    """Source -> (synapse -> neuron) per layer -> sink, streaming ``stream_length`` samples (default: all)."""
+          stream_length: Optional[int] = None, hardware: bool = False) -> LavaNetwork:
+    """Source -> (synapse -> neuron) per layer -> sink, streaming ``stream_length`` samples (default: all).
+
+    With ``hardware``, the layers run on Loihi 2 and the host's source and sink
+    reach them through lava-loihi's embedded I/O adapters; nothing is recorded.
+    """
     T, errors = network.time_steps, str(job / "errors")
     first = network.layers[0]
     stream_length = num_samples if stream_length is None else stream_length
@@ -77,6 +81,11 @@ def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
     neurons = []
     port, port_is_3d = source.s_out, first.kind == "conv"
     message_bits = network.input_digit_bits if network.input_digit_bits > 1 else 0
+    if hardware:
+        from lava.proc import embedded_io as eio
+        adapter = eio.spike.PyToNxAdapter(shape=source.s_out.shape, num_message_bits=message_bits)
+        port.connect(adapter.inp)
+        port, record = adapter.out, False
     for i, layer in enumerate(network.layers):
         synapse = _synapse(layer, message_bits)
         if port_is_3d and layer.kind == "dense":
@@ -96,6 +105,10 @@ def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
     readout_phase = 1 + network.accumulate_start(len(network.layers) - 1)
     sink = LogitSink(num_classes=network.layers[-1].num_neurons, phase=readout_phase, time_steps=T,
                      num_samples=num_samples, out_dir=str(job), error_dir=errors, name="output")
+    if hardware:        # the logits leave the chip as 24-bit graded spikes
+        adapter = eio.spike.NxToPyAdapter(shape=port.shape, num_message_bits=24)
+        port.connect(adapter.inp)
+        port = adapter.out
     port.connect(sink.a_in)
     source.label_out.connect(sink.label_in)
     return LavaNetwork(source, neurons, sink, readout_phase + stream_length * T - 1)
@@ -123,7 +136,12 @@ def main(job_dir: str) -> None:
     fast = {Conv: PyConvModelFast} if spec.get("fast_conv", True) else {}
     config = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=fast)
     try:
-        if spec["kind"] == "stock":
+        if spec["kind"] == "loihi2":
+            from lava_deploy.simulate.loihi2 import hardware_run_config
+            config = hardware_run_config(spec.get("partition"))
+            lava = build(read_netx(job / "network.net"), job, spec["num_samples"], False, hardware=True)
+            source, steps, runs = lava.source, lava.steps, None
+        elif spec["kind"] == "stock":
             source, steps, runs = build_stock(job), spec["steps"], None
         elif spec["schedule"] == "pipelined":
             lava = build(read_netx(job / "network.net"), job, spec["num_samples"], spec["record_spikes"])

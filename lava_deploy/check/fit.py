@@ -1,0 +1,202 @@
+"""Will it fit? A network mapped onto Loihi 2 neurocores, and a fixed-point lint.
+
+Each layer's neurons are spread over cores, as many per core as every per-core
+limit allows (neurons, memory, input axons, output routes); the layer then
+needs ``ceil(neurons / per_core)`` cores. A conv layer is split into tiles of
+output positions (all channels), so a core receives only the input patch its
+kernels reach; a dense layer receives every input on every core. This is an estimate of what
+lava-loihi's partitioner does, not a copy of it: it names the layers that
+cannot be placed at all and gives the order of magnitude of the rest.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from lava_deploy.check.limits import LOIHI2, CoreLimits
+from lava_deploy.convert.network import (WEIGHT_MANTISSA_MAX, WEIGHT_MANTISSA_MIN, SpikingLayer,
+                                         SpikingNetwork)
+
+
+@dataclass
+class LayerFit:
+    """One layer mapped onto cores.
+
+    Attributes:
+        index, kind: the layer.
+        neurons: neurons it drives.
+        synapses: synaptic connections into them (neurons x fan-in).
+        fan_in: synapses into one neuron.
+        fan_out: mean synapses out of one of its neurons into the next layer (0 for the readout).
+        weight_precision: e.g. ``"8-bit x 2^3"``.
+        memory_bytes: synapse and neuron-state memory of the whole layer.
+        input_axons: distinct inputs of the busiest core.
+        neurons_per_core: neurons placed on each core.
+        cores: cores the layer needs (0 if it cannot be placed).
+        limited_by: which per-core limit set ``neurons_per_core``.
+        problem: why the layer cannot be placed, or None.
+    """
+
+    index: int
+    kind: str
+    neurons: int
+    synapses: int
+    fan_in: int
+    fan_out: float
+    weight_precision: str
+    memory_bytes: int
+    input_axons: int
+    neurons_per_core: int
+    cores: int
+    limited_by: str
+    problem: str | None = None
+
+
+@dataclass
+class Finding:
+    """One fixed-point lint result: ``error`` blocks deployment, ``ok`` records a passed check."""
+
+    severity: str
+    layer: int | None
+    message: str
+
+
+@dataclass
+class FitReport:
+    """The whole network on Loihi 2: per-layer fit, lint, and totals."""
+
+    layers: list[LayerFit]
+    findings: list[Finding]
+    limits: CoreLimits
+    cores: int = 0
+    chips: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def deployable(self) -> bool:
+        """True when every layer can be placed and no lint error was found."""
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (``lava-deploy check --json``)."""
+        return {"deployable": self.deployable, "cores": self.cores, "chips": self.chips,
+                "problems": list(self.problems), "layers": [asdict(layer) for layer in self.layers],
+                "findings": [asdict(f) for f in self.findings], "limits": asdict(self.limits)}
+
+
+def fit_network(network: SpikingNetwork, limits: CoreLimits = LOIHI2) -> FitReport:
+    """Map every layer onto neurocores and lint the fixed point (see the module docstring).
+
+    Args:
+        network: the converted integer network.
+        limits: the per-core limits to map against (Loihi 2's published ones by default).
+    """
+    layers: list[LayerFit] = []
+    # Last layer first: how many cores a layer's spikes must reach depends on how the next one is split.
+    for i in reversed(range(len(network.layers))):
+        following = network.layers[i + 1] if i + 1 < len(network.layers) else None
+        layers.insert(0, _fit_layer(i, network.layers[i], following, layers[0] if layers else None, limits))
+    findings = lint(network, limits)
+    problems = [f"layer {f.index} ({f.kind}): {f.problem}" for f in layers if f.problem]
+    problems += [f"layer {f.layer}: {f.message}" if f.layer is not None else f.message
+                 for f in findings if f.severity == "error"]
+    cores = sum(f.cores for f in layers)
+    return FitReport(layers, findings, limits, cores=cores, chips=math.ceil(cores / limits.cores_per_chip),
+                     problems=problems)
+
+
+def _fit_layer(index: int, layer: SpikingLayer, following: SpikingLayer | None, following_fit: LayerFit | None,
+               limits: CoreLimits) -> LayerFit:
+    neurons, fan_in = layer.num_neurons, layer.fan_in
+    per_neuron_bytes = fan_in * limits.synapse_bytes + limits.neuron_state_bytes
+    fan_out = following.num_neurons * following.fan_in / neurons if following is not None else 0.0
+    caps = {"neurons": limits.neurons_per_core,
+            "memory": limits.memory_per_core_bytes // per_neuron_bytes}
+    if following_fit is not None and following_fit.cores:
+        # A spike travels once to every core holding one of its targets (+1: targets straddling a boundary).
+        destinations = min(following_fit.cores, math.ceil(fan_out / following_fit.neurons_per_core) + 1)
+        caps["output routes"] = limits.output_axons_per_core // destinations
+    caps["input axons"] = _input_axon_cap(layer, limits, min(caps.values()))
+    limited_by = min(caps, key=caps.get)
+    per_core = min(min(caps.values()), neurons)
+    weight = f"{limits.weight_mantissa_bits}-bit x 2^{layer.weight_exp}"
+    row = LayerFit(index, layer.kind, neurons, neurons * fan_in, fan_in, round(fan_out, 2), weight,
+                   neurons * per_neuron_bytes, _input_axons(layer, max(per_core, 1)), per_core,
+                   math.ceil(neurons / per_core) if per_core else 0, limited_by)
+    if per_core < 1:
+        row.problem = _why_not(layer, limited_by, per_neuron_bytes, limits)
+    return row
+
+
+def _why_not(layer: SpikingLayer, limited_by: str, per_neuron_bytes: int, limits: CoreLimits) -> str:
+    if limited_by == "memory":
+        return (f"one neuron needs {per_neuron_bytes} bytes of synapses and state, more than a core's "
+                f"{limits.memory_per_core_bytes}")
+    if limited_by == "input axons":
+        return (f"one core would need {_input_axons(layer, 1)} input axons, more than "
+                f"{limits.input_axons_per_core} (Loihi's published figure; Loihi 2's is not published): "
+                f"the fan-in must be split")
+    return f"no neuron fits a core ({limited_by})"
+
+
+def _input_axons(layer: SpikingLayer, per_core: int) -> int:
+    """Distinct inputs feeding a core that holds ``per_core`` of the layer's neurons.
+
+    A conv core holds a near-square tile of output positions, all channels at
+    each, and receives the input patch under that tile.
+    """
+    channels, height, width = layer.input_shape
+    if layer.kind == "dense":
+        return channels * height * width
+    out_c, out_h, out_w = layer.output_shape
+    positions = math.ceil(per_core / out_c)
+    tile_w = min(out_w, math.ceil(math.sqrt(positions)))
+    tile_h = min(out_h, math.ceil(positions / tile_w))
+    (kh, kw), (sh, sw), (dh, dw) = layer.weight_mantissa.shape[2:], layer.stride, layer.dilation
+    patch_h = min(height, (tile_h - 1) * sh + dh * (kh - 1) + 1)
+    patch_w = min(width, (tile_w - 1) * sw + dw * (kw - 1) + 1)
+    return channels * patch_h * patch_w
+
+
+def _input_axon_cap(layer: SpikingLayer, limits: CoreLimits, upper: int) -> int:
+    """The most neurons per core (at most ``upper``) whose inputs fit the input-axon limit; 0 if none."""
+    low, high = 0, max(upper, 0)
+    while low < high:                       # largest n with _input_axons(n) <= limit (monotone in n)
+        mid = (low + high + 1) // 2
+        if _input_axons(layer, mid) <= limits.input_axons_per_core:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def lint(network: SpikingNetwork, limits: CoreLimits = LOIHI2) -> list[Finding]:
+    """Fixed-point checks: 24-bit headroom, weight mantissa and exponent ranges, message bits, threshold."""
+    findings = []
+    state_max = 1 << (limits.state_bits - 1)
+    for i, (layer, spare) in enumerate(zip(network.layers, network.headroom())):
+        if spare < 0:
+            findings.append(Finding("error", i, f"membrane potential can exceed the {limits.state_bits}-bit state "
+                                                f"by {-spare} bit(s)"))
+        else:
+            findings.append(Finding("ok", i, f"{spare} bit(s) of {limits.state_bits}-bit headroom"))
+        if not limits.weight_exp_min <= layer.weight_exp <= limits.weight_exp_max:
+            findings.append(Finding("error", i, f"weight exponent {layer.weight_exp} outside "
+                                                f"{limits.weight_exp_min}..{limits.weight_exp_max}"))
+        low, high = int(layer.weight_mantissa.min()), int(layer.weight_mantissa.max())
+        if low < WEIGHT_MANTISSA_MIN or high > WEIGHT_MANTISSA_MAX:
+            findings.append(Finding("error", i, f"weight mantissas {low}..{high} exceed "
+                                                f"{limits.weight_mantissa_bits} bits"))
+        if not layer.is_readout and layer.threshold(network.time_steps) >= state_max:
+            findings.append(Finding("error", i, f"threshold {layer.threshold(network.time_steps)} does not fit "
+                                                f"the {limits.state_bits}-bit state"))
+    digit_bits = network.input_digit_bits
+    if digit_bits > limits.message_bits:
+        findings.append(Finding("error", 0, f"input digits of {digit_bits} bits exceed "
+                                            f"{limits.message_bits}-bit graded spikes"))
+    else:
+        kind = "binary spikes" if digit_bits == 1 else f"{digit_bits}-bit graded spikes"
+        findings.append(Finding("ok", 0, f"input arrives as {kind}"))
+    findings.append(Finding("ok", len(network.layers) - 1, "logits leave as graded spikes within the "
+                                                           f"{limits.message_bits}-bit payload (headroom above)"))
+    return findings
