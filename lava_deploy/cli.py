@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     p = verbs.add_parser("train", help="train a QCFS network and save a checkpoint")
-    p.add_argument("--model", default="cnn", choices=["mlp", "cnn"], help="model family")
+    p.add_argument("--model", default="cnn", choices=["mlp", "cnn", "resnet"], help="model family")
     p.add_argument("--dataset", default="digits", help="digits, mnist5k, npz:PATH or cifar10:DIR")
     p.add_argument("--bits", type=int, default=3, help="T: time steps per sample; QCFS levels 2**T - 1 (1..8)")
     p.add_argument("--input-bits", type=int, default=8, help="bits of the quantized input image")

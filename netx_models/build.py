@@ -30,6 +30,7 @@ MODELS = {
     "digits-mlp-t3": dict(model="mlp", dataset="digits", bits=3, seed=0),
     "digits-cnn-t3": dict(model="cnn", dataset="digits", bits=3, seed=0),
     "mnist5k-cnn-t3": dict(model="cnn", dataset="mnist5k", bits=3, seed=0, epochs=20),
+    "mnist5k-resnet-t3": dict(model="resnet", dataset="mnist5k", bits=3, seed=0, epochs=20),
 }
 
 
@@ -60,7 +61,6 @@ def build(name: str, samples: int | None) -> dict:
         "reference_test_accuracy": network.metadata["reference_test_accuracy"],
         "test_samples": samples,
         "compare": summary, "train_seconds": train_seconds,
-        "layers": info(network)["layers"],
         "commands": _command(name, args).format(samples=samples),
         "versions": {"lava_deploy": lava_deploy.__version__, "python": platform.python_version()},
     }
@@ -69,7 +69,8 @@ def build(name: str, samples: int | None) -> dict:
 
 
 def write_card(name: str, figures: dict) -> None:
-    """Add the Loihi 2 check (fit and energy on 200 test samples) and write figures.json and the card."""
+    """Add the layer table and the Loihi 2 check (fit and energy on 200 test samples); write figures.json and the card."""
+    figures["layers"] = info(HERE / name / "model.net")["layers"]
     result = check(HERE / name / "model.net", dataset=figures["dataset"], samples=200)
     energy = result.energy.to_dict()
     figures["loihi2_check"] = {"cores": result.fit.cores, "chips": result.fit.chips,
@@ -104,15 +105,21 @@ def build_family(name: str) -> list[dict]:
     return family
 
 
+#: How a card names each model family.
+FAMILY_NAMES = {"mlp": "MLP", "cnn": "CNN (VGG-style)", "resnet": "ResNet (basic blocks, identity and projection shortcuts)"}
+
+
 def card(f: dict) -> str:
     """The model card in markdown."""
     c = f["compare"]
     rows = "\n".join(f"| {r['index']} | {r['kind']} | {tuple(r['input_shape'])} | {tuple(r['output_shape'])} | "
-                     f"{r['fan_in']} | {r['weight_exp']} | 2^{r['scale_exp']} | {r['headroom_bits']} |"
+                     f"{r['fan_in']} | {r['weight_exp']} | 2^{r['scale_exp']} | {r['headroom_bits']} | "
+                     f"{'' if r.get('skip_from') is None else 'from layer ' + str(r['skip_from'])} |"
                      for r in f["layers"])
+    gap = f["float_test_accuracy"] - f["reference_test_accuracy"]
     return f"""# {f['name']}
 
-QCFS {f['model'].upper()} on `{f['dataset']}`, converted error-free to an integer spiking network.
+QCFS {FAMILY_NAMES[f['model']]} on `{f['dataset']}`, converted to an integer spiking network that Lava runs spike for spike.
 
 | | |
 |---|---|
@@ -120,7 +127,7 @@ QCFS {f['model'].upper()} on `{f['dataset']}`, converted error-free to an intege
 | time steps T | {f['time_steps']} (QCFS levels {2 ** f['time_steps'] - 1}) |
 | input | {f['input_bits']}-bit pixels as {f['time_steps']} digit planes, most significant first |
 | float QCFS test accuracy | {f['float_test_accuracy']:.4f} (before 8-bit fine-tuning: {f['float_test_accuracy_before_qat']:.4f}) |
-| integer reference test accuracy | {f['reference_test_accuracy']:.4f} (full test split) |
+| integer reference test accuracy | {f['reference_test_accuracy']:.4f} (full test split; float minus integer: {100 * gap:.2f} points) |
 | Lava CPU accuracy ({c['samples']} samples) | {c['accuracy']['lava_cpu']:.4f} (reference on the same samples: {c['accuracy']['reference']:.4f}) |
 | spike agreement Lava vs reference | {c['spike_agreement']:.6f} |
 | prediction agreement | {c['prediction_agreement']:.4f} |
@@ -131,8 +138,8 @@ QCFS {f['model'].upper()} on `{f['dataset']}`, converted error-free to an intege
 
 ## Layers
 
-| # | type | input (C,H,W) | output | fan-in | weight exp | scale S | 24-bit headroom |
-|---|---|---|---|---|---|---|---|
+| # | type | input (C,H,W) | output | fan-in | weight exp | scale S | 24-bit headroom | shortcut |
+|---|---|---|---|---|---|---|---|---|
 {rows}
 
 ## Loihi 2 check (`lava-deploy check`, estimate; not run on silicon)

@@ -119,3 +119,58 @@ def test_modules_without_exact_spiking_form_are_refused(middle, features, messag
 def test_a_model_without_qcfs_is_refused():
     with pytest.raises(DeployError, match="no QCFS"):
         convert_model(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), (1, 8, 8), 8, list("0123456789"))
+
+
+def _hooked_codes(model, x):
+    """Every QCFS activation's integer codes, residual blocks included (forward hooks, execution order)."""
+    codes, handles = [], []
+    for act in qcfs_layers(model):
+        handles.append(act.register_forward_hook(lambda m, i, o: codes.append(m.codes(i[0]).to(torch.int64).numpy())))
+    with torch.no_grad():
+        logits = model(x)
+    for handle in handles:
+        handle.remove()
+    return codes, logits
+
+
+def test_residual_blocks_fold_exactly_before_rounding():
+    """Both branches land in the second activation's code domain: every code of the float ResNet, reproduced."""
+    shape = (1, 8, 8)
+    model = _trained_like("resnet", shape).double()
+    codes = np.random.default_rng(2).integers(0, 256, size=(64, *shape))
+    expected, logits = _hooked_codes(model, torch.from_numpy(codes / 255.0))
+    folded = fold_model(model, shape, 8)
+    assert [layer.skip.source for layer in folded if layer.skip is not None] == [0, 2, 4]
+    assert folded[2].skip.module is None and folded[4].skip.module is not None   # identity, then projection
+    outputs, k = [], torch.from_numpy(codes).double()
+    for layer, want in zip(folded, expected + [None]):
+        u = torch.nn.functional.conv2d(k, torch.from_numpy(layer.weight), stride=layer.stride, padding=layer.padding) \
+            if layer.kind == "conv" else (k.reshape(len(k), -1) @ torch.from_numpy(layer.weight).T).view(len(k), -1, 1, 1)
+        if layer.skip is not None:
+            u = u + torch.nn.functional.conv2d(outputs[layer.skip.source], torch.from_numpy(layer.skip.weight),
+                                               stride=layer.skip.stride)
+        u = u + torch.from_numpy(layer.bias).view(1, -1, 1, 1)
+        if want is None:
+            np.testing.assert_allclose(u.reshape(len(k), -1).numpy(), logits.numpy(), rtol=1e-9, atol=1e-9)
+            break
+        k = torch.clamp(torch.floor(u), 0, layer.levels)
+        outputs.append(k)
+        assert (k.to(torch.int64).numpy().reshape(want.shape) == want).mean() > 0.9999
+
+
+def test_residual_network_converts_within_fixed_point_and_matches_spikes():
+    shape = (1, 8, 8)
+    network = convert_model(_trained_like("resnet", shape), shape, 8, [str(i) for i in range(10)])
+    assert all(spare >= 0 for spare in network.headroom())
+    assert [network.skip_delay(i) for i, layer in enumerate(network.layers) if layer.skip] == [4, 4, 4]
+    codes = np.random.default_rng(3).integers(0, 256, size=(16, *shape))
+    by_codes, by_spikes = run_reference(network, codes), run_reference(network, codes, spikes=True)
+    np.testing.assert_array_equal(by_codes.logits, by_spikes.logits)
+
+
+def test_a_residual_block_needs_a_stem():
+    from lava_deploy.train.models import ResidualBlock
+
+    model = nn.Sequential(ResidualBlock(1, 4, 1, 7), nn.Flatten(), nn.Linear(4 * 8 * 8, 10)).eval()
+    with pytest.raises(DeployError, match="residual block must follow a layer with a QCFS activation"):
+        fold_model(model, (1, 8, 8), 8)

@@ -12,13 +12,16 @@ from lava_deploy.cli import main
 from lava_deploy.export.netx import NEURON_TYPE, read_netx, write_netx
 
 
+def _written(network, path):
+    write_netx(network, path)
+    return network, path
+
+
 @pytest.fixture
 def network_file(tmp_path):
     network = random_network(np.random.default_rng(0), time_steps=3, input_bits=8, conv=True)
     network.metadata = {"float_test_accuracy": 0.5}
-    path = tmp_path / "net.net"
-    write_netx(network, path)
-    return network, path
+    return _written(network, tmp_path / "net.net")
 
 
 def test_round_trip_keeps_every_number(network_file):
@@ -107,5 +110,57 @@ def test_truncated_and_foreign_files(network_file, tmp_path, capsys):
     for bad, expected in ((truncated, "not an HDF5 file or truncated"), (text, "not an HDF5 file or truncated"),
                           (tmp_path / "none.net", "does not exist")):
         assert main(["simulate", str(bad)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected in err, err
+
+
+@pytest.fixture
+def residual_file(tmp_path):
+    from factories import random_residual_network
+
+    return _written(random_residual_network(np.random.default_rng(0), time_steps=3), tmp_path / "residual.net")
+
+
+def test_residual_round_trip_and_stock_reading(residual_file):
+    from lava.lib.dl.netx.utils import NetDict
+
+    network, path = residual_file
+    back = read_netx(path)
+    for ours, theirs in zip(network.layers, back.layers):
+        assert (ours.skip is None) == (theirs.skip is None)
+        if ours.skip is not None:
+            assert (ours.skip.source, ours.skip.weight_exp, ours.skip.stride, ours.skip.input_shape) == \
+                   (theirs.skip.source, theirs.skip.weight_exp, theirs.skip.stride, theirs.skip.input_shape)
+            np.testing.assert_array_equal(ours.skip.weight_mantissa, theirs.skip.weight_mantissa)
+    with h5py.File(path) as f:
+        assert int(f["layer/3/skip/source"][()]) == 1 and int(f["layer/3/skip/delay"][()]) == 4
+    # The chain stays netx's: NetDict walks it, the shortcut is one more group it can ignore.
+    layers = NetDict(str(path))["layer"]
+    assert [layers[i]["type"] for i in range(len(layers))] == ["input", *["conv"] * 5, "flatten", "dense"]
+    assert layers[3]["skip"]["delay"] == 4
+
+
+MALFORMED_SKIPS = {
+    "misaligned": (_replace("layer/3/skip/delay", 3), "layer/3/skip: misaligned: 'delay' is 3 steps"),
+    "later source": (_replace("layer/3/skip/source", 4), "'source' layer/4 is not an earlier layer with neurons"),
+    "input as source": (_replace("layer/3/skip/source", 0), "'source' layer/0 is not an earlier layer"),
+    "channels": (_replace("layer/5/skip/inChannels", 5), "layer/5/skip: 'inChannels' is not the 3 channels"),
+    "weight shape": (_replace("layer/5/skip/weight", np.zeros((6, 3, 3, 3), np.int64)),
+                     "layer/5/skip: 'weight' has shape (6, 3, 3, 3)"),
+    "stride": (_replace("layer/5/skip/stride", np.array([1, 1])), "layer/5/skip: the shortcut gives (6, 6, 6)"),
+    "missing delay": (lambda f: f["layer/3/skip"].__delitem__("delay"), "layer/3/skip: missing key 'delay'"),
+    "not conv": (_replace("layer/3/skip/type", np.array([b"dense"], "S10")), "layer/3/skip: 'type' must be 'conv'"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED_SKIPS)
+def test_malformed_or_misaligned_skip_is_one_line(residual_file, tmp_path, capsys, case):
+    _, path = residual_file
+    bad = tmp_path / "bad.net"
+    shutil.copyfile(path, bad)
+    edit, expected = MALFORMED_SKIPS[case]
+    _edit(bad, edit)
+    for verb in ("info", "simulate"):
+        assert main([verb, str(bad)]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and expected in err, err

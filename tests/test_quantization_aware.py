@@ -35,3 +35,28 @@ def test_rounded_forward_computes_the_integer_network():
     for got, want in zip(reference.codes, expected):
         assert (got.reshape(want.shape) == want).mean() > 0.999
     assert (reference.predictions == logits.argmax(1).numpy()).mean() == 1.0
+
+
+def test_residual_network_folds_rounds_and_rebuilds():
+    """BatchNorm folded (projection bias moved into the block), rounding on and off, rebuilt from its spec."""
+    from lava_deploy.train.models import build_model
+    from test_convert import _hooked_codes
+
+    spec = model_spec("resnet", SHAPE, 10)
+    original = _trained_like("resnet", SHAPE)
+    model, new_spec = without_batchnorm(original, spec, SHAPE)
+    x = torch.rand(16, *SHAPE)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), original(x), rtol=1e-4, atol=1e-4)
+    attach_rounding(model, SHAPE, 8)
+    detach_rounding(model)
+    rebuilt = build_model(new_spec, SHAPE, 7)
+    rebuilt.load_state_dict(model.state_dict())      # plain parameters again: a checkpoint loads
+    network = convert_model(rebuilt.eval(), SHAPE, 8, [str(i) for i in range(10)])
+    codes = np.random.default_rng(4).integers(0, 256, size=(200, *SHAPE))
+    expected, logits = _hooked_codes(rebuilt.double(), torch.from_numpy(codes / 255.0))
+    reference = run_reference(network, codes)
+    # Main branches and projections are rounded in training; the identity shortcut's scale is not.
+    for got, want in zip(reference.codes, expected):
+        assert (got.reshape(want.shape) == want).mean() > 0.99
+    assert (reference.predictions == logits.argmax(1).numpy()).mean() > 0.97

@@ -11,7 +11,7 @@ from lava_deploy.cli import build_parser, main
 from lava_deploy.simulate import simulate
 
 MODELS = Path(__file__).resolve().parent.parent / "netx_models"
-NAMES = ["digits-mlp-t3", "digits-cnn-t3", "mnist5k-cnn-t3"]
+NAMES = ["digits-mlp-t3", "digits-cnn-t3", "mnist5k-cnn-t3", "mnist5k-resnet-t3"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -41,6 +41,16 @@ def test_lava_matches_reference_on_digits(name, capsys):
     assert summary["spike_agreement"] == 1.0 and summary["prediction_agreement"] == 1.0
     assert summary["steps_per_sample"]["lava_cpu"] == 3
     assert summary["accuracy"]["lava_cpu"] == summary["accuracy"]["reference"] > 0.9
+
+
+@pytest.mark.lava
+def test_shipped_resnet_is_bit_exact_on_200_mnist5k_samples(capsys):
+    assert main(["compare", str(MODELS / "mnist5k-resnet-t3" / "model.net"), "--dataset", "mnist5k",
+                 "--samples", "200", "--json", "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["samples"] == 200
+    assert summary["spike_agreement"] == 1.0 and summary["prediction_agreement"] == 1.0
+    assert summary["logit_agreement"] == 1.0 and summary["accuracy"]["lava_cpu"] > 0.95
 
 
 def test_every_verb_has_help(capsys):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from lava_deploy.check.limits import LOIHI_ENERGY, EnergyCosts
-from lava_deploy.convert.network import SpikingLayer, SpikingNetwork, encode_input_digits
+from lava_deploy.convert.network import SkipInput, SpikingLayer, SpikingNetwork, encode_input_digits
 from lava_deploy.simulate.reference import _popcount, run_reference
 
 
@@ -54,7 +54,12 @@ class Activity:
         return self.input_spikes + float(sum(self.spikes_per_layer))
 
 
-def fan_out_map(layer: SpikingLayer) -> np.ndarray:
+def _fan_in(layer: SpikingLayer) -> int:
+    """Synapses into one neuron, the shortcut's included."""
+    return layer.fan_in + (layer.skip.fan_in if layer.skip is not None else 0)
+
+
+def fan_out_map(layer: SpikingLayer | SkipInput) -> np.ndarray:
     """Synapses each input neuron of ``layer`` reaches, shaped like its input ``(C, H, W)``."""
     if layer.kind == "dense":
         return np.full(layer.input_shape, layer.num_neurons, dtype=np.float64)
@@ -75,10 +80,13 @@ def measure_activity(network: SpikingNetwork, codes: np.ndarray) -> Activity:
     reference = run_reference(network, codes)
     per_neuron += [_popcount(c).sum(axis=0) / n for c in reference.codes]   # one spike per 1-bit of a code
     synops = [float((counts * fan_out_map(layer)).sum()) for counts, layer in zip(per_neuron, network.layers)]
+    for i, layer in enumerate(network.layers):
+        if layer.skip is not None:      # the shortcut's source spikes reach these neurons too
+            synops[i] += float((per_neuron[layer.skip.source + 1] * fan_out_map(layer.skip)).sum())
     neurons = sum(layer.num_neurons for layer in network.layers)
     return Activity(samples=n, input_spikes=float(per_neuron[0].sum()),
                     spikes_per_layer=[float(c.sum()) for c in per_neuron[1:]], synaptic_ops_per_layer=synops,
-                    neuron_updates=neurons * T, macs=sum(layer.num_neurons * layer.fan_in for layer in network.layers),
+                    neuron_updates=neurons * T, macs=sum(layer.num_neurons * _fan_in(layer) for layer in network.layers),
                     steps_per_sample=network.steps_per_sample, latency_steps=network.latency_steps)
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Union
 
 from lava_deploy.check.limits import LOIHI2, CoreLimits
-from lava_deploy.convert.network import (WEIGHT_MANTISSA_MAX, WEIGHT_MANTISSA_MIN, SpikingLayer,
+from lava_deploy.convert.network import (WEIGHT_MANTISSA_MAX, WEIGHT_MANTISSA_MIN, SkipInput, SpikingLayer,
                                          SpikingNetwork)
 
 
@@ -33,7 +34,7 @@ class LayerFit:
         input_axons: distinct inputs of the busiest core.
         neurons_per_core: neurons placed on each core.
         cores: cores the layer needs (0 if it cannot be placed).
-        limited_by: which per-core limit set ``neurons_per_core``.
+        limited_by: which per-core limit set ``neurons_per_core`` ("-" when the whole layer fits one core).
         problem: why the layer cannot be placed, or None.
     """
 
@@ -91,11 +92,11 @@ def fit_network(network: SpikingNetwork, limits: CoreLimits = LOIHI2) -> FitRepo
         network: the converted integer network.
         limits: the per-core limits to map against (Loihi 2's published ones by default).
     """
-    layers: list[LayerFit] = []
-    # Last layer first: how many cores a layer's spikes must reach depends on how the next one is split.
+    fits: dict[int, LayerFit] = {}
+    # Last layer first: how many cores a layer's spikes must reach depends on how its targets are split.
     for i in reversed(range(len(network.layers))):
-        following = network.layers[i + 1] if i + 1 < len(network.layers) else None
-        layers.insert(0, _fit_layer(i, network.layers[i], following, layers[0] if layers else None, limits))
+        fits[i] = _fit_layer(network, i, fits, limits)
+    layers = [fits[i] for i in range(len(network.layers))]
     findings = lint(network, limits)
     problems = [f"layer {f.index} ({f.kind}): {f.problem}" for f in layers if f.problem]
     problems += [f"layer {f.layer}: {f.message}" if f.layer is not None else f.message
@@ -105,20 +106,39 @@ def fit_network(network: SpikingNetwork, limits: CoreLimits = LOIHI2) -> FitRepo
                      problems=problems)
 
 
-def _fit_layer(index: int, layer: SpikingLayer, following: SpikingLayer | None, following_fit: LayerFit | None,
-               limits: CoreLimits) -> LayerFit:
-    neurons, fan_in = layer.num_neurons, layer.fan_in
+Synapse = Union[SpikingLayer, SkipInput]
+
+
+def _incoming(layer: SpikingLayer) -> list[Synapse]:
+    """The synapses into a layer's neurons: its own, and its shortcut's."""
+    return [layer] + ([layer.skip] if layer.skip is not None else [])
+
+
+def _outgoing(network: SpikingNetwork, index: int) -> list[tuple[Synapse, int]]:
+    """(synapse, layer whose neurons it drives) for every synapse carrying layer ``index``'s spikes."""
+    targets = [(network.layers[index + 1], index + 1)] if index + 1 < len(network.layers) else []
+    return targets + [(layer.skip, k) for k, layer in enumerate(network.layers)
+                      if layer.skip is not None and layer.skip.source == index]
+
+
+def _fit_layer(network: SpikingNetwork, index: int, fits: dict[int, LayerFit], limits: CoreLimits) -> LayerFit:
+    layer = network.layers[index]
+    neurons, incoming = layer.num_neurons, _incoming(layer)
+    fan_in = sum(synapse.fan_in for synapse in incoming)
     per_neuron_bytes = fan_in * limits.synapse_bytes + limits.neuron_state_bytes
-    fan_out = following.num_neurons * following.fan_in / neurons if following is not None else 0.0
-    caps = {"neurons": limits.neurons_per_core,
-            "memory": limits.memory_per_core_bytes // per_neuron_bytes}
-    if following_fit is not None and following_fit.cores:
-        # A spike travels once to every core holding one of its targets (+1: targets straddling a boundary).
-        destinations = min(following_fit.cores, math.ceil(fan_out / following_fit.neurons_per_core) + 1)
+    caps = {"neurons": limits.neurons_per_core, "memory": limits.memory_per_core_bytes // per_neuron_bytes}
+    fan_out, destinations = 0.0, 0
+    for synapse, target in _outgoing(network, index):
+        reached = network.layers[target].num_neurons * synapse.fan_in / neurons
+        fan_out += reached
+        if fits[target].cores:
+            # A spike travels once to every core holding one of its targets (+1: targets straddling a boundary).
+            destinations += min(fits[target].cores, math.ceil(reached / fits[target].neurons_per_core) + 1)
+    if destinations:
         caps["output routes"] = limits.output_axons_per_core // destinations
     caps["input axons"] = _input_axon_cap(layer, limits, min(caps.values()))
-    limited_by = min(caps, key=caps.get)
     per_core = min(min(caps.values()), neurons)
+    limited_by = min(caps, key=caps.get) if per_core < neurons else "-"
     weight = f"{limits.weight_mantissa_bits}-bit x 2^{layer.weight_exp}"
     row = LayerFit(index, layer.kind, neurons, neurons * fan_in, fan_in, round(fan_out, 2), weight,
                    neurons * per_neuron_bytes, _input_axons(layer, max(per_core, 1)), per_core,
@@ -140,22 +160,26 @@ def _why_not(layer: SpikingLayer, limited_by: str, per_neuron_bytes: int, limits
 
 
 def _input_axons(layer: SpikingLayer, per_core: int) -> int:
-    """Distinct inputs feeding a core that holds ``per_core`` of the layer's neurons.
+    """Distinct inputs feeding a core that holds ``per_core`` of the layer's neurons (shortcut included).
 
     A conv core holds a near-square tile of output positions, all channels at
     each, and receives the input patch under that tile.
     """
-    channels, height, width = layer.input_shape
-    if layer.kind == "dense":
-        return channels * height * width
+    total = 0
     out_c, out_h, out_w = layer.output_shape
     positions = math.ceil(per_core / out_c)
     tile_w = min(out_w, math.ceil(math.sqrt(positions)))
     tile_h = min(out_h, math.ceil(positions / tile_w))
-    (kh, kw), (sh, sw), (dh, dw) = layer.weight_mantissa.shape[2:], layer.stride, layer.dilation
-    patch_h = min(height, (tile_h - 1) * sh + dh * (kh - 1) + 1)
-    patch_w = min(width, (tile_w - 1) * sw + dw * (kw - 1) + 1)
-    return channels * patch_h * patch_w
+    for synapse in _incoming(layer):
+        channels, height, width = synapse.input_shape
+        if synapse.kind == "dense":
+            total += channels * height * width
+            continue
+        (kh, kw), (sh, sw), (dh, dw) = synapse.weight_mantissa.shape[2:], synapse.stride, synapse.dilation
+        patch_h = min(height, (tile_h - 1) * sh + dh * (kh - 1) + 1)
+        patch_w = min(width, (tile_w - 1) * sw + dw * (kw - 1) + 1)
+        total += channels * patch_h * patch_w
+    return total
 
 
 def _input_axon_cap(layer: SpikingLayer, limits: CoreLimits, upper: int) -> int:
@@ -180,13 +204,15 @@ def lint(network: SpikingNetwork, limits: CoreLimits = LOIHI2) -> list[Finding]:
                                                 f"by {-spare} bit(s)"))
         else:
             findings.append(Finding("ok", i, f"{spare} bit(s) of {limits.state_bits}-bit headroom"))
-        if not limits.weight_exp_min <= layer.weight_exp <= limits.weight_exp_max:
-            findings.append(Finding("error", i, f"weight exponent {layer.weight_exp} outside "
-                                                f"{limits.weight_exp_min}..{limits.weight_exp_max}"))
-        low, high = int(layer.weight_mantissa.min()), int(layer.weight_mantissa.max())
-        if low < WEIGHT_MANTISSA_MIN or high > WEIGHT_MANTISSA_MAX:
-            findings.append(Finding("error", i, f"weight mantissas {low}..{high} exceed "
-                                                f"{limits.weight_mantissa_bits} bits"))
+        for synapse in _incoming(layer):
+            what = "shortcut weight" if synapse is layer.skip else "weight"
+            if not limits.weight_exp_min <= synapse.weight_exp <= limits.weight_exp_max:
+                findings.append(Finding("error", i, f"{what} exponent {synapse.weight_exp} outside "
+                                                    f"{limits.weight_exp_min}..{limits.weight_exp_max}"))
+            low, high = int(synapse.weight_mantissa.min()), int(synapse.weight_mantissa.max())
+            if low < WEIGHT_MANTISSA_MIN or high > WEIGHT_MANTISSA_MAX:
+                findings.append(Finding("error", i, f"{what} mantissas {low}..{high} exceed "
+                                                    f"{limits.weight_mantissa_bits} bits"))
         if not layer.is_readout and layer.threshold(network.time_steps) >= state_max:
             findings.append(Finding("error", i, f"threshold {layer.threshold(network.time_steps)} does not fit "
                                                 f"the {limits.state_bits}-bit state"))

@@ -13,8 +13,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from lava_deploy.convert.fold import FoldedLayer
-from lava_deploy.convert.network import STATE_BITS, SpikingLayer, SpikingNetwork
+from lava_deploy.convert.fold import FoldedLayer, FoldedSkip
+from lava_deploy.convert.network import STATE_BITS, SkipInput, SpikingLayer, SpikingNetwork
 
 #: Largest mantissa half: Loihi drops the lowest bit of a mixed-sign 8-bit weight.
 Q_MAX = 127
@@ -30,13 +30,26 @@ def quantize_layer(folded: FoldedLayer, time_steps: int, accumulate_shift: int,
     """Round one folded layer with weight step 2**-weight_shift (in code units)."""
     q = np.clip(_round(folded.weight * 2.0**weight_shift), -Q_MAX - 1, Q_MAX)
     exp, scale_exp = scale_exponents(weight_shift, folded.levels, time_steps)
+    skip = quantize_skip(folded.skip, scale_exp) if folded.skip is not None else None
     return SpikingLayer(
         kind=folded.kind, weight_mantissa=(2 * q).astype(np.int64), weight_exp=exp,
         bias=_round(folded.bias * 2.0**scale_exp), scale_exp=scale_exp, levels=folded.levels,
         input_shape=folded.input_shape, output_shape=folded.output_shape, stride=folded.stride,
         padding=folded.padding, dilation=folded.dilation, groups=folded.groups,
-        accumulate_shift=accumulate_shift,
+        accumulate_shift=accumulate_shift, skip=skip,
     )
+
+
+def quantize_skip(skip: FoldedSkip, scale_exp: int) -> SkipInput:
+    """Round a shortcut into the potential units S = 2**scale_exp of the layer it feeds.
+
+    Its own exponent is the smallest non-negative one whose 8-bit mantissa holds the largest weight.
+    """
+    value = skip.weight * 2.0**scale_exp
+    exp = max(0, -best_weight_shift(float(np.abs(value).max())) - 1)
+    q = np.clip(_round(value / 2.0 ** (exp + 1)), -Q_MAX - 1, Q_MAX)
+    return SkipInput(source=skip.source, weight_mantissa=(2 * q).astype(np.int64), weight_exp=exp,
+                     input_shape=skip.input_shape, stride=skip.stride, padding=skip.padding)
 
 
 def scale_exponents(weight_shift: int, levels: int, time_steps: int) -> tuple[int, int]:
@@ -73,7 +86,9 @@ def to_fixed_point(folded: Sequence[FoldedLayer], time_steps: int, input_bits: i
         weight_shift = best_weight_shift(float(np.abs(layer.weight).max()))
         while True:
             candidate = quantize_layer(layer, time_steps, shift, weight_shift)
-            spare = candidate.headroom_bits(network.input_levels if i == 0 else network.layers[-1].levels)
+            skip_levels = network.layers[layer.skip.source].levels if layer.skip is not None else 0
+            spare = candidate.headroom_bits(network.input_levels if i == 0 else network.layers[-1].levels,
+                                            skip_levels)
             if spare >= 0:
                 break
             if weight_shift < -STATE_BITS:

@@ -1,6 +1,7 @@
 """Error-free folding of a QCFS network into integer-domain layers (spec section 2).
 
-Each synapse layer becomes ``k_l = clip(floor(W~ k_{l-1} + b~), 0, L)`` with
+Each synapse layer becomes ``k_l = clip(floor(W~ k_{l-1} + b~), 0, L)`` (plus
+``W~_skip k_source`` for the second layer of a residual block) with
 
     W~ = W_hat * (lambda_{l-1} / L_{l-1}) * (L_l / lambda_l)
     b~ = b_hat * L_l / lambda_l + 1/2
@@ -20,6 +21,7 @@ from torch import nn
 
 from lava_deploy.convert.network import conv_output_size
 from lava_deploy.errors import DeployError
+from lava_deploy.train.models import ResidualBlock
 from lava_deploy.train.qcfs import QCFS
 
 #: Modules that do nothing at inference (Flatten is implied by a dense layer).
@@ -52,6 +54,25 @@ class FoldedLayer:
     weight_scale: float = 1.0
     bias_scale: float = 1.0
     bias_offset: float = 0.0
+    skip: Optional["FoldedSkip"] = None
+
+
+@dataclass
+class FoldedSkip:
+    """A residual shortcut into a folded layer, in the same code domain, before rounding.
+
+    ``weight`` is ``(out, in, kH, kW)``: a diagonal 1x1 kernel for the identity,
+    else the projection's (BatchNorm folded). ``module`` is that projection
+    (None for the identity), with ``weight = module.weight * weight_scale``.
+    """
+
+    source: int
+    weight: np.ndarray
+    input_shape: tuple[int, int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    module: Optional[nn.Module] = None
+    weight_scale: float = 1.0
 
 
 def leaf_modules(model: nn.Module) -> list[nn.Module]:
@@ -83,7 +104,8 @@ def fold_model(model: nn.Module, input_shape: Sequence[int], input_bits: int) ->
 
     Args:
         model: Conv2d / Linear, each optionally followed by BatchNorm and QCFS,
-            with AvgPool2d between activations; the last synapse has no QCFS.
+            with AvgPool2d between activations, and ResidualBlocks after a
+            layer with an activation; the last synapse has no QCFS.
         input_shape: ``(C, H, W)``.
         input_bits: T_in; input pixel = k / (2**T_in - 1).
 
@@ -109,55 +131,108 @@ def fold_model(model: nn.Module, input_shape: Sequence[int], input_bits: int) ->
             shape = (shape[0], shape[1] // size[0], shape[2] // size[0])
             i += 1
             continue
-        if not isinstance(module, (nn.Conv2d, nn.Linear)):
+        if not isinstance(module, (nn.Conv2d, nn.Linear, ResidualBlock)):
             raise DeployError(f"cannot convert {type(module).__name__} at module {i}: "
-                              "use Conv2d/Linear, BatchNorm, QCFS and AvgPool2d")
+                              "use Conv2d/Linear, BatchNorm, QCFS, AvgPool2d and ResidualBlock")
         if layers and layers[-1].levels == 0:
             raise DeployError(f"module {i}: a synapse layer follows one without QCFS activation")
-        weight = module.weight.detach().double()
-        bias = module.bias.detach().double() if module.bias is not None else torch.zeros(len(weight), dtype=torch.float64)
+        if isinstance(module, ResidualBlock):
+            if pool > 1 or not layers:
+                raise DeployError(f"module {i}: a residual block must follow a layer with a QCFS activation "
+                                  "(a stem conv), with no pool in between")
+            layers += _fold_block(module, len(layers) - 1, shape, step_in)
+            shape, step_in, i = layers[-1].output_shape, _step(module.act2), i + 1
+            continue
         i += 1
-        if i < len(modules) and isinstance(modules[i], nn.modules.batchnorm._BatchNorm):
-            weight, bias = fold_batchnorm(weight, bias, modules[i])
-            i += 1
+        bn = modules[i] if i < len(modules) and isinstance(modules[i], nn.modules.batchnorm._BatchNorm) else None
+        i += bn is not None
         activation = modules[i] if i < len(modules) and isinstance(modules[i], QCFS) else None
-        if activation is not None:
-            i += 1
+        i += activation is not None
         if i < len(modules) and activation is None and isinstance(modules[i], nn.AvgPool2d):
             raise DeployError("pooling before the activation is not supported: pool after QCFS")
-        in_shape = (shape[0], shape[1] * pool, shape[2] * pool)
-        if isinstance(module, nn.Conv2d):
-            stride, padding, dilation = _pair(module.stride), _pair(module.padding), _pair(module.dilation)
-            if pool > 1:
-                if dilation != (1, 1):
-                    raise DeployError("a dilated conv after an average pool does not convert")
-                weight = _spread_pool(weight, pool)
-                stride = (stride[0] * pool, stride[1] * pool)
-                padding = (padding[0] * pool, padding[1] * pool)
-            kh, kw = weight.shape[2:]
-            out_shape = (weight.shape[0],
-                         conv_output_size(in_shape[1], kh, stride[0], padding[0], dilation[0]),
-                         conv_output_size(in_shape[2], kw, stride[1], padding[1], dilation[1]))
-            geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=module.groups)
-            kind = "conv"
-        else:
-            if pool > 1:
-                weight = _spread_pool(weight.reshape(len(weight), *shape), pool).reshape(len(weight), -1)
-            if weight.shape[1] != int(np.prod(in_shape)):
-                raise DeployError(f"Linear at module {i} expects {weight.shape[1]} inputs, gets {in_shape}")
-            out_shape = (weight.shape[0], 1, 1)
-            geometry = {}
-            kind = "dense"
-        pool_spread, pool = pool * pool, 1
-        ratio = activation.levels / float(activation.threshold.detach()) if activation is not None else 1.0
-        scales = dict(source=module, weight_scale=step_in * ratio / pool_spread, bias_scale=ratio,
-                      bias_offset=0.5 if activation is not None else 0.0)
-        weight, bias = weight * step_in * ratio, bias * ratio + scales["bias_offset"]
-        levels = activation.levels if activation is not None else 0
-        step_in = 1.0 / ratio
-        layers.append(FoldedLayer(kind, weight.numpy(), bias.numpy(), levels, in_shape, out_shape,
-                                  **geometry, **scales))
-        shape = out_shape
+        layers.append(_fold_synapse(module, bn, activation, shape, step_in, pool, i))
+        shape, step_in, pool = layers[-1].output_shape, _step(activation), 1
     if not layers or layers[-1].levels != 0:
         raise DeployError("the model must end with a synapse layer without activation (the classifier)")
     return layers
+
+
+def _step(activation: Optional[QCFS]) -> float:
+    """Activation value of one code step after ``activation``: lambda / L."""
+    return float(activation.threshold.detach()) / activation.levels if activation is not None else 1.0
+
+
+def _weight_and_bias(module: nn.Module, bn: Optional[nn.Module]) -> tuple[torch.Tensor, torch.Tensor]:
+    weight = module.weight.detach().double()
+    bias = module.bias.detach().double() if module.bias is not None else torch.zeros(len(weight), dtype=torch.float64)
+    return fold_batchnorm(weight, bias, bn) if bn is not None else (weight, bias)
+
+
+def _fold_synapse(module: nn.Module, bn: Optional[nn.Module], activation: Optional[QCFS], shape: tuple,
+                  step_in: float, pool: int, position: int) -> FoldedLayer:
+    """One Conv2d/Linear (+ BatchNorm, + QCFS) after an optional pool, in the code domain."""
+    weight, bias = _weight_and_bias(module, bn)
+    in_shape = (shape[0], shape[1] * pool, shape[2] * pool)
+    if isinstance(module, nn.Conv2d):
+        stride, padding, dilation = _pair(module.stride), _pair(module.padding), _pair(module.dilation)
+        if pool > 1:
+            if dilation != (1, 1):
+                raise DeployError("a dilated conv after an average pool does not convert")
+            weight = _spread_pool(weight, pool)
+            stride = (stride[0] * pool, stride[1] * pool)
+            padding = (padding[0] * pool, padding[1] * pool)
+        kh, kw = weight.shape[2:]
+        out_shape = (weight.shape[0],
+                     conv_output_size(in_shape[1], kh, stride[0], padding[0], dilation[0]),
+                     conv_output_size(in_shape[2], kw, stride[1], padding[1], dilation[1]))
+        geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=module.groups)
+        kind = "conv"
+    else:
+        if pool > 1:
+            weight = _spread_pool(weight.reshape(len(weight), *shape), pool).reshape(len(weight), -1)
+        if weight.shape[1] != int(np.prod(in_shape)):
+            raise DeployError(f"Linear at module {position} expects {weight.shape[1]} inputs, gets {in_shape}")
+        out_shape = (weight.shape[0], 1, 1)
+        geometry = {}
+        kind = "dense"
+    ratio = activation.levels / float(activation.threshold.detach()) if activation is not None else 1.0
+    scales = dict(source=module, weight_scale=step_in * ratio / (pool * pool), bias_scale=ratio,
+                  bias_offset=0.5 if activation is not None else 0.0)
+    weight, bias = weight * step_in * ratio, bias * ratio + scales["bias_offset"]
+    levels = activation.levels if activation is not None else 0
+    return FoldedLayer(kind, weight.numpy(), bias.numpy(), levels, in_shape, out_shape, **geometry, **scales)
+
+
+def _fold_block(block: ResidualBlock, source: int, shape: tuple, step_in: float) -> list[FoldedLayer]:
+    """A basic block as two layers; the second receives the shortcut from layer ``source``.
+
+    Both branches are scaled into the second activation's code domain, so the
+    neurons add them as the float block adds them before its activation.
+    """
+    first = _fold_synapse(block.conv1, _batchnorm(block.bn1), block.act1, shape, step_in, 1, 0)
+    second = _fold_synapse(block.conv2, _batchnorm(block.bn2), block.act2, first.output_shape, _step(block.act1),
+                           1, 0)
+    ratio = block.act2.levels / float(block.act2.threshold.detach())
+    if isinstance(block.shortcut, nn.Identity):
+        weight = torch.eye(shape[0], dtype=torch.float64).view(shape[0], shape[0], 1, 1)
+        bias, stride, padding, projection = torch.zeros(shape[0], dtype=torch.float64), (1, 1), (0, 0), None
+    else:
+        parts = leaf_modules(block.shortcut)
+        projection = parts[0]
+        if not isinstance(projection, nn.Conv2d) or projection.groups != 1 or _pair(projection.dilation) != (1, 1):
+            raise DeployError("a shortcut must be the identity or a Conv2d (+ BatchNorm) without groups or dilation")
+        weight, bias = _weight_and_bias(projection, _batchnorm(parts[1]) if len(parts) > 1 else None)
+        stride, padding = _pair(projection.stride), _pair(projection.padding)
+    second.skip = FoldedSkip(source, (weight * step_in * ratio).numpy(), tuple(shape), stride, padding, projection,
+                             weight_scale=step_in * ratio)
+    second.bias = second.bias + (bias * ratio).numpy()
+    kh, kw = weight.shape[2:]
+    skip_shape = (weight.shape[0], conv_output_size(shape[1], kh, stride[0], padding[0]),
+                  conv_output_size(shape[2], kw, stride[1], padding[1]))
+    if skip_shape != second.output_shape:
+        raise DeployError(f"the shortcut gives {skip_shape}, the block's main branch {second.output_shape}")
+    return [first, second]
+
+
+def _batchnorm(module: nn.Module) -> Optional[nn.Module]:
+    return module if isinstance(module, nn.modules.batchnorm._BatchNorm) else None

@@ -1,13 +1,16 @@
 """The integer spiking network: what conversion produces and every backend runs.
 
 A :class:`SpikingNetwork` is a chain of synapse layers (dense or conv), each
-followed by accumulate-then-emit neurons (see ``neuron-spec.md``). It holds
+followed by accumulate-then-emit neurons (see ``neuron-spec.md``); a layer may
+also receive a residual shortcut (:class:`SkipInput`) from an earlier layer. It holds
 integers only, so the PyTorch reference, the netx HDF5 file and the Lava
 process models all read the same numbers. No Lava import here.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
+
 import numpy as np
 
 #: Loihi's signed state range (24 bits) that every membrane potential must fit.
@@ -16,6 +19,54 @@ STATE_BITS = 24
 #: are even integers in [-256, 254] (lava's Dense truncates anything else).
 WEIGHT_MANTISSA_MIN = -256
 WEIGHT_MANTISSA_MAX = 254
+
+
+@dataclass
+class SkipInput:
+    """A residual shortcut: a second synapse into a layer's neurons from an earlier layer's spikes.
+
+    Always a convolution (a 1x1 kernel: the identity as a diagonal, or a
+    strided projection), in the same potential units as the layer's main
+    synapse, so that both branches add in the neurons. Its spikes are delayed
+    by :meth:`SpikingNetwork.skip_delay` steps so that they meet the main
+    branch's spikes of the same sample.
+
+    Attributes:
+        source: index of the layer whose spikes it carries.
+        weight_mantissa: even integers in [-256, 254], ``(out, in, kH, kW)``.
+        weight_exp: the synaptic weight is ``weight_mantissa << weight_exp``.
+        input_shape: ``(C, H, W)``, the source layer's output shape.
+        stride, padding: conv geometry, (H, W) pairs.
+    """
+
+    source: int
+    weight_mantissa: np.ndarray
+    weight_exp: int
+    input_shape: tuple[int, int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+
+    kind = "conv"
+    dilation = (1, 1)
+    groups = 1
+
+    @property
+    def weight(self) -> np.ndarray:
+        """The integer synaptic weights, mantissa shifted by the exponent (int64)."""
+        return self.weight_mantissa.astype(np.int64) << self.weight_exp
+
+    @property
+    def fan_in(self) -> int:
+        """Synapses into one neuron."""
+        return int(np.prod(self.weight_mantissa.shape[1:]))
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` the shortcut produces."""
+        _, _, kh, kw = self.weight_mantissa.shape
+        return (self.weight_mantissa.shape[0],
+                conv_output_size(self.input_shape[1], kh, self.stride[0], self.padding[0]),
+                conv_output_size(self.input_shape[2], kw, self.stride[1], self.padding[1]))
 
 
 @dataclass
@@ -37,6 +88,7 @@ class SpikingLayer:
         stride, padding, dilation, groups: conv geometry, (H, W) pairs.
         accumulate_shift: bits that arrive per time step (1 for binary spikes;
             more for the graded digit planes of the input image).
+        skip: a residual shortcut into the same neurons, or None.
     """
 
     kind: str
@@ -52,6 +104,7 @@ class SpikingLayer:
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
     accumulate_shift: int = 1
+    skip: Optional[SkipInput] = None
 
     @property
     def weight(self) -> np.ndarray:
@@ -77,22 +130,26 @@ class SpikingLayer:
         """The first emit step's threshold theta = 2**(T-1) * S."""
         return 1 << (time_steps - 1 + self.scale_exp)
 
-    def potential_bounds(self, input_levels: int) -> tuple[int, int]:
+    def potential_bounds(self, input_levels: int, skip_levels: int = 0) -> tuple[int, int]:
         """Smallest and largest potential any input code in 0..input_levels can produce.
 
+        ``skip_levels`` is the largest code arriving through the shortcut.
         Horner accumulation only ever holds a prefix of the final sum, so these
         bound every intermediate potential too.
         """
-        w = self.weight.reshape(self.weight.shape[0], -1)
-        positive = np.clip(w, 0, None).sum(axis=1) * input_levels + self.bias
-        negative = np.clip(w, None, 0).sum(axis=1) * input_levels + self.bias
+        positive, negative = self.bias.astype(np.int64), self.bias.astype(np.int64)
+        for weight, levels in ((self.weight, input_levels),
+                               *(((self.skip.weight, skip_levels),) if self.skip is not None else ())):
+            w = weight.reshape(weight.shape[0], -1)
+            positive = positive + np.clip(w, 0, None).sum(axis=1) * levels
+            negative = negative + np.clip(w, None, 0).sum(axis=1) * levels
         low = min(int(negative.min()), int(self.bias.min()), 0)
         high = max(int(positive.max()), int(self.bias.max()), 0)
         return low, high
 
-    def headroom_bits(self, input_levels: int) -> int:
+    def headroom_bits(self, input_levels: int, skip_levels: int = 0) -> int:
         """Spare bits of the 24-bit signed state (negative: it can overflow)."""
-        low, high = self.potential_bounds(input_levels)
+        low, high = self.potential_bounds(input_levels, skip_levels)
         needed = max(high.bit_length(), (-low - 1).bit_length() if low < 0 else 0) + 1
         return STATE_BITS - needed
 
@@ -131,9 +188,23 @@ class SpikingNetwork:
         """Largest code arriving at layer ``index`` (input codes for the first)."""
         return self.input_levels if index == 0 else self.layers[index - 1].levels
 
+    def skip_levels(self, index: int) -> int:
+        """Largest code arriving through layer ``index``'s shortcut (0 without one)."""
+        skip = self.layers[index].skip
+        return 0 if skip is None else self.layers[skip.source].levels
+
+    def skip_delay(self, index: int) -> int:
+        """Steps the shortcut into layer ``index`` must hold its spikes so both branches carry one sample.
+
+        The source's spikes reach the layer after it when that layer
+        accumulates; each layer in between adds T + 1 steps.
+        """
+        return (index - self.layers[index].skip.source - 1) * (self.time_steps + 1)
+
     def headroom(self) -> list[int]:
         """Spare bits of the 24-bit state per layer (negative: overflow possible)."""
-        return [layer.headroom_bits(self.layer_input_levels(i)) for i, layer in enumerate(self.layers)]
+        return [layer.headroom_bits(self.layer_input_levels(i), self.skip_levels(i))
+                for i, layer in enumerate(self.layers)]
 
     @property
     def steps_per_sample(self) -> int:
@@ -180,7 +251,7 @@ def check_headroom(network: SpikingNetwork, reserve_bits: int = 0) -> list[int]:
         i = bad[0]
         raise ValueError(
             f"layer {i} can overflow Loihi's {STATE_BITS}-bit state by {-spare[i]} bit(s) "
-            f"(bounds {network.layers[i].potential_bounds(network.layer_input_levels(i))})"
+            f"(bounds {network.layers[i].potential_bounds(network.layer_input_levels(i), network.skip_levels(i))})"
         )
     return spare
 
@@ -201,6 +272,7 @@ def layer_summary(network: SpikingNetwork) -> list[dict]:
             "levels": layer.levels,
             "headroom_bits": spare,
             "neuron": "readout" if layer.is_readout else "accumulate-emit",
+            "skip_from": None if layer.skip is None else layer.skip.source,
         })
     return rows
 

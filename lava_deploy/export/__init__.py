@@ -70,14 +70,15 @@ def info(network: SpikingNetwork | str | Path) -> dict:
 def format_info(summary: dict) -> str:
     """:func:`info`'s dict as the table ``lava-deploy info`` prints."""
     head = f"{'#':>2}  {'type':<6} {'input (C,H,W)':<15} {'output':<15} {'fan-in':>7} {'w bits':>6} " \
-           f"{'w exp':>5} {'scale':>5} {'L':>3} {'headroom':>8}"
+           f"{'w exp':>5} {'scale':>5} {'L':>3} {'headroom':>8}  skip"
     lines = [head, "-" * len(head)]
     for row in summary["layers"]:
         levels = "out" if row["neuron"] == "readout" else row["levels"]
         lines.append(f"{row['index']:>2}  {row['kind']:<6} {str(row['input_shape']):<15} "
                      f"{str(row['output_shape']):<15} {row['fan_in']:>7} {row['weight_bits']:>6} "
                      f"{row['weight_exp']:>5} {'2^' + str(row['scale_exp']):>5} {levels:>3} "
-                     f"{str(row['headroom_bits']) + ' bits':>8}")
+                     f"{str(row['headroom_bits']) + ' bits':>8}"
+                     + (f"  + layer {row['skip_from']}" if row["skip_from"] is not None else ""))
     inp = summary["input"]
     lines += ["", f"T = {summary['time_steps']} time steps per sample (pipelined: steps per sample "
                   f"{summary['steps_per_sample']}, latency {summary['latency_steps']} steps)",

@@ -11,6 +11,9 @@ docs/netx-format.md for every key):
                        weightExponent
     layer/i/neuron     type='ACCEMIT', timeSteps, levels, scaleExp, vThMant,
                        accumulateShift, phase, readout
+    layer/i/skip       (residual shortcut, optional) type='conv', source (the
+                       layer/j it comes from), inChannels, outChannels,
+                       kernelSize, stride, padding, weight, weightExponent, delay
     simulation         Ts=1, tSample=T
     lava_deploy        attrs: formatVersion, timeSteps, inputBits, classNames,
                        inputShape, metadata (JSON)
@@ -26,7 +29,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from lava_deploy.convert.network import (WEIGHT_MANTISSA_MAX, WEIGHT_MANTISSA_MIN, SpikingLayer,
+from lava_deploy.convert.network import (WEIGHT_MANTISSA_MAX, WEIGHT_MANTISSA_MIN, SkipInput, SpikingLayer,
                                          SpikingNetwork, conv_output_size)
 from lava_deploy.errors import DeployError
 from lava_deploy.files import atomic_output
@@ -36,6 +39,7 @@ FORMAT_VERSION = 1
 NEURON_TYPE = "ACCEMIT"
 _CONV_KEYS = ("inChannels", "outChannels", "kernelSize", "stride", "padding", "dilation", "groups")
 _NEURON_KEYS = ("timeSteps", "levels", "scaleExp", "vThMant", "accumulateShift", "phase", "readout")
+_SKIP_KEYS = ("source", "inChannels", "outChannels", "kernelSize", "stride", "padding", "weightExponent", "delay")
 
 
 def _type(name: str) -> np.ndarray:
@@ -60,12 +64,14 @@ def _write(f: h5py.File, network: SpikingNetwork) -> None:
     group.create_dataset("inputBits", data=network.input_bits)
     group.create_dataset("digitBits", data=network.input_digit_bits)
     index = 1
+    group_of: list[int] = []        # layer i -> its layer/N group (flatten groups shift the numbers)
     for i, layer in enumerate(network.layers):
         if layer.kind == "dense" and i > 0 and network.layers[i - 1].kind == "conv":
             # netx flattens a conv's (W, H, C) output before a dense layer only when told to.
             f.create_group(f"layer/{index}").create_dataset("type", data=_type("flatten"))
             index += 1
         group = f.create_group(f"layer/{index}")
+        group_of.append(index)
         group.create_dataset("type", data=_type(layer.kind))
         if layer.kind == "dense":
             group.create_dataset("shape", data=np.array([layer.output_shape[0]]))
@@ -88,6 +94,8 @@ def _write(f: h5py.File, network: SpikingNetwork) -> None:
                                              layer.accumulate_shift, network.accumulate_start(i),
                                              int(layer.is_readout))):
             neuron.create_dataset(key, data=value)
+        if layer.skip is not None:
+            _write_skip(group.create_group("skip"), layer.skip, group_of[layer.skip.source], network.skip_delay(i))
         index += 1
     f.create_dataset("simulation/Ts", data=1)
     f.create_dataset("simulation/tSample", data=T)
@@ -98,6 +106,15 @@ def _write(f: h5py.File, network: SpikingNetwork) -> None:
         "inputEncoding": "pixel = k / (2**inputBits - 1), no mean/std; T digit planes of digitBits bits, MSB first",
         "metadata": json.dumps(network.metadata),
     })
+
+
+def _write_skip(group: h5py.Group, skip: SkipInput, source_group: int, delay: int) -> None:
+    group.create_dataset("type", data=_type("conv"))
+    for key, value in zip(_SKIP_KEYS, (source_group, skip.input_shape[0], skip.weight_mantissa.shape[0],
+                                       np.array(skip.weight_mantissa.shape[2:]), np.array(skip.stride),
+                                       np.array(skip.padding), skip.weight_exp, delay)):
+        group.create_dataset(key, data=value)
+    group.create_dataset("weight", data=skip.weight)
 
 
 class _Reader:
@@ -204,6 +221,7 @@ def _read(r: _Reader, f: h5py.File) -> SpikingNetwork:
     network = SpikingNetwork([], T, input_bits, input_shape, json.loads(attrs["classNames"]),
                              json.loads(attrs["metadata"]))
     shape = input_shape
+    layer_of: dict[int, int] = {}       # layer/N group -> index of the layer it holds
     for name in names[1:]:
         where = f"layer/{name}"
         group = layers_group[name]
@@ -216,6 +234,9 @@ def _read(r: _Reader, f: h5py.File) -> SpikingNetwork:
         if network.layers and network.layers[-1].is_readout:
             raise r.fail(where, "a layer follows the readout layer")
         network.layers.append(layer)
+        if "skip" in group:
+            _read_skip(r, group["skip"], f"{where}/skip", network, layer_of)
+        layer_of[int(name)] = len(network.layers) - 1
         shape = layer.output_shape
     if not network.layers or not network.layers[-1].is_readout:
         raise r.fail("layer", "the last layer must be a readout layer (neuron/readout = 1)")
@@ -223,6 +244,44 @@ def _read(r: _Reader, f: h5py.File) -> SpikingNetwork:
         raise r.fail("lava_deploy", f"{len(network.class_names)} class names for "
                      f"{network.layers[-1].output_shape[0]} outputs")
     return network
+
+
+def _read_skip(r: _Reader, group: h5py.Group, where: str, network: SpikingNetwork,
+               layer_of: dict[int, int]) -> None:
+    """Attach the shortcut to the layer just read (network.layers[-1]), checked against its source and in time."""
+    index, layer = len(network.layers) - 1, network.layers[-1]
+    if r.text(group, "type", where) != "conv":
+        raise r.fail(where, "'type' must be 'conv' (a shortcut is a 1x1 identity or projection convolution)")
+    p = {k: r.integers(group, k, where) for k in _SKIP_KEYS}
+    source_group = int(p["source"].reshape(-1)[0])
+    if source_group not in layer_of or network.layers[layer_of[source_group]].is_readout:
+        raise r.fail(where, f"'source' layer/{source_group} is not an earlier layer with neurons")
+    source = network.layers[layer_of[source_group]]
+    pairs = {k: tuple(int(v) for v in np.broadcast_to(p[k], (2,))) for k in ("kernelSize", "stride", "padding")}
+    if int(p["inChannels"].reshape(-1)[0]) != source.output_shape[0]:
+        raise r.fail(where, f"'inChannels' is not the {source.output_shape[0]} channels of layer/{source_group}")
+    exp = int(p["weightExponent"].reshape(-1)[0])
+    if not 0 <= exp <= 7:
+        raise r.fail(where, f"'weightExponent' {exp} outside 0..7")
+    weight = r.integers(group, "weight", where, (layer.output_shape[0], source.output_shape[0], *pairs["kernelSize"]))
+    skip = SkipInput(layer_of[source_group], _mantissa(r, where, weight, exp), exp, tuple(source.output_shape),
+                     pairs["stride"], pairs["padding"])
+    if skip.output_shape != layer.output_shape:
+        raise r.fail(where, f"the shortcut gives {skip.output_shape}, the layer's neurons are {layer.output_shape}")
+    layer.skip = skip
+    delay, expected = int(p["delay"].reshape(-1)[0]), network.skip_delay(index)
+    if delay != expected:
+        raise r.fail(where, f"misaligned: 'delay' is {delay} steps, but layer/{source_group}'s spikes meet this "
+                            f"layer's other input only after {expected}")
+
+
+def _mantissa(r: _Reader, where: str, weight: np.ndarray, exp: int) -> np.ndarray:
+    """The even 8-bit mantissa of weights stored shifted by ``exp`` (one line if they are not)."""
+    mantissa = weight >> exp
+    if (mantissa << exp != weight).any() or (mantissa % 2).any() \
+            or mantissa.min() < WEIGHT_MANTISSA_MIN or mantissa.max() > WEIGHT_MANTISSA_MAX:
+        raise r.fail(where, f"'weight' is not an even 8-bit mantissa in [-256, 254] shifted by {exp}")
+    return mantissa
 
 
 def _read_layer(r: _Reader, group: h5py.Group, where: str, kind: str, in_shape: tuple,
@@ -250,10 +309,7 @@ def _read_layer(r: _Reader, group: h5py.Group, where: str, kind: str, in_shape: 
         geometry = dict(stride=pairs["stride"], padding=pairs["padding"], dilation=pairs["dilation"], groups=groups)
         if tuple(r.integers(group, "shape", where)) != out_shape:
             raise r.fail(where, f"'shape' is not the conv's output shape {out_shape}")
-    mantissa = weight >> exp
-    if (mantissa << exp != weight).any() or (mantissa % 2).any() \
-            or mantissa.min() < WEIGHT_MANTISSA_MIN or mantissa.max() > WEIGHT_MANTISSA_MAX:
-        raise r.fail(where, f"'weight' is not an even 8-bit mantissa in [-256, 254] shifted by {exp}")
+    mantissa = _mantissa(r, where, weight, exp)
     bias = r.integers(group, "bias", where, (out,))
     if "neuron" not in group:
         raise r.fail(where, "missing group 'neuron'")

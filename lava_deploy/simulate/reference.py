@@ -119,26 +119,30 @@ def run_reference(network: SpikingNetwork, input_codes: np.ndarray, spikes: bool
 
 def _run_codes(network: SpikingNetwork, codes: np.ndarray) -> ReferenceResult:
     k = torch.from_numpy(codes).to(torch.float64)
-    hidden = []
+    outputs: list[torch.Tensor] = []      # every hidden layer's codes, for the shortcuts
     for layer in network.layers:
         u = synaptic_input(layer, k) + _bias(layer)
+        if layer.skip is not None:
+            u = u + synaptic_input(layer.skip, outputs[layer.skip.source])
         if layer.is_readout:
             logits = u.reshape(len(u), -1)
             break
         k = _codes(u, layer)
-        hidden.append(k.to(torch.int64).numpy())
-    return ReferenceResult(logits=logits.to(torch.int64).numpy(), codes=hidden)
+        outputs.append(k)
+    return ReferenceResult(logits=logits.to(torch.int64).numpy(), codes=[c.to(torch.int64).numpy() for c in outputs])
 
 
 def _run_spikes(network: SpikingNetwork, codes: np.ndarray) -> ReferenceResult:
     T = network.time_steps
     planes = torch.from_numpy(encode_input_digits(codes, network.input_bits, T)).to(torch.float64)
-    hidden, spike_trains = [], []
+    hidden, spike_trains, emitted = [], [], []
     for layer in network.layers:
         # Accumulate phase (Horner): u <- 2^m u + w s_j, most significant plane first.
         u = torch.zeros((len(codes), *layer.output_shape), dtype=torch.float64)
         for j in range(T):
             u = u * float(1 << layer.accumulate_shift) + synaptic_input(layer, planes[j])
+            if layer.skip is not None:      # the shortcut's bit j arrives with the main branch's bit j
+                u = u + synaptic_input(layer.skip, emitted[layer.skip.source][j])
         u = u + _bias(layer)
         if layer.is_readout:
             logits = u.reshape(len(u), -1)
@@ -148,4 +152,5 @@ def _run_spikes(network: SpikingNetwork, codes: np.ndarray) -> ReferenceResult:
         hidden.append((s.to(torch.float64) * weights.view(-1, 1, 1, 1, 1)).sum(0).to(torch.int64).numpy())
         spike_trains.append(s.transpose(0, 1).numpy())
         planes = s.to(torch.float64)
+        emitted.append(planes)
     return ReferenceResult(logits=logits.to(torch.int64).numpy(), codes=hidden, spikes=spike_trains)

@@ -3,8 +3,8 @@
 A model is a list of layer descriptions (``{"type": "conv", "out": 16, ...}``)
 so that a checkpoint can rebuild it exactly and a reader can see it at a
 glance. The built network is a plain ``nn.Sequential`` of Conv2d / Linear /
-BatchNorm / QCFS / AvgPool2d / Flatten: conversion accepts any such sequence,
-including one a user assembles by hand.
+BatchNorm / QCFS / AvgPool2d / Flatten and :class:`ResidualBlock`: conversion
+accepts any such sequence, including one a user assembles by hand.
 """
 from __future__ import annotations
 
@@ -17,6 +17,41 @@ from lava_deploy.train.qcfs import QCFS
 
 #: Channel widths of the CNN family's conv stages.
 CNN_CHANNELS = (16, 32, 64)
+#: The ResNet family: stem width, then (channels, stride) of each basic block.
+RESNET_STEM = 16
+RESNET_BLOCKS = ((16, 1), (32, 2), (64, 2))
+
+
+class ResidualBlock(nn.Module):
+    """A ResNet basic block with QCFS: ``act(bn2(conv2(act(bn1(conv1(x))))) + shortcut(x))``.
+
+    The shortcut is the identity when shape is kept, else a 1x1 strided
+    convolution with BatchNorm (a projection). Both convolutions are 3x3.
+
+    Args:
+        in_channels, out_channels: channels in and out.
+        stride: of the first convolution and of the projection.
+        levels: QCFS levels of both activations.
+        threshold: initial QCFS threshold.
+        bn: BatchNorm after each convolution (off: biases instead).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, levels: int, threshold: float = 8.0,
+                 bn: bool = True) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=not bn)
+        self.bn1 = nn.BatchNorm2d(out_channels) if bn else nn.Identity()
+        self.act1 = QCFS(levels, threshold)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=not bn)
+        self.bn2 = nn.BatchNorm2d(out_channels) if bn else nn.Identity()
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            projection = [nn.Conv2d(in_channels, out_channels, 1, stride, bias=not bn)]
+            self.shortcut = nn.Sequential(*projection, *([nn.BatchNorm2d(out_channels)] if bn else []))
+        self.act2 = QCFS(levels, threshold)
+
+    def forward(self, x):  # noqa: D102
+        return self.act2(self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x))))) + self.shortcut(x))
 
 
 def model_spec(name: str, input_shape: Sequence[int], num_classes: int) -> list[dict]:
@@ -25,6 +60,9 @@ def model_spec(name: str, input_shape: Sequence[int], num_classes: int) -> list[
     * ``mlp``: two hidden dense layers (128, 64), BatchNorm and QCFS each.
     * ``cnn``: VGG-style: conv-BN-QCFS blocks of 3x3 kernels, 2x2 average pools
       while the image size stays even, then the classifier.
+    * ``resnet``: a conv-BN-QCFS stem, three basic blocks (16, 32/2, 64/2
+      channels/stride; identity and 1x1 projection shortcuts), a global
+      average pool, then the classifier.
     The classifier is last and has no activation: its outputs are the logits.
     """
     if name == "mlp":
@@ -41,7 +79,19 @@ def model_spec(name: str, input_shape: Sequence[int], num_classes: int) -> list[
                 height, width = height // 2, width // 2
         spec.append({"type": "dense", "out": num_classes})
         return spec
-    raise DeployError(f"unknown model '{name}': use mlp or cnn")
+    if name == "resnet":
+        _, height, width = input_shape
+        spec = [{"type": "conv", "out": RESNET_STEM, "kernel": 3, "stride": 1, "padding": 1, "bn": True, "act": True}]
+        for channels, stride in RESNET_BLOCKS:
+            spec.append({"type": "block", "out": channels, "stride": stride, "bn": True})
+            height, width = (height - 1) // stride + 1, (width - 1) // stride + 1
+        if height > 1 or width > 1:
+            if height != width:
+                raise DeployError(f"the resnet's global pool needs a square feature map, got {height}x{width}")
+            spec.append({"type": "pool", "size": height})
+        spec.append({"type": "dense", "out": num_classes})
+        return spec
+    raise DeployError(f"unknown model '{name}': use mlp, cnn or resnet")
 
 
 def build_model(spec: Sequence[dict], input_shape: Sequence[int], levels: int,
@@ -68,6 +118,13 @@ def build_model(spec: Sequence[dict], input_shape: Sequence[int], levels: int,
             height, width = (height + 2 * p - k) // s + 1, (width + 2 * p - k) // s + 1
             if layer.get("bn"):
                 modules.append(nn.BatchNorm2d(channels))
+        elif kind == "block":
+            if flat:
+                raise DeployError("a residual block cannot follow a dense layer")
+            stride = layer.get("stride", 1)
+            modules.append(ResidualBlock(channels, layer["out"], stride, levels, threshold, bn=layer.get("bn", True)))
+            channels = layer["out"]
+            height, width = (height - 1) // stride + 1, (width - 1) // stride + 1
         elif kind == "pool":
             size = layer["size"]
             if height % size or width % size:

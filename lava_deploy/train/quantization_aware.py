@@ -17,8 +17,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from lava_deploy.convert.fixed_point import Q_MAX, best_weight_shift, scale_exponents
-from lava_deploy.convert.fold import FoldedLayer, fold_batchnorm, fold_model, leaf_modules
-from lava_deploy.train.models import build_model, qcfs_layers
+from lava_deploy.convert.fold import FoldedLayer, fold_batchnorm, fold_model
+from lava_deploy.train.models import ResidualBlock, build_model, qcfs_layers
 
 
 class _RoundSTE(torch.autograd.Function):
@@ -50,6 +50,23 @@ class _RoundedWeight(nn.Module):
         return q * step / self.layer.weight_scale
 
 
+class _RoundedSkipWeight(nn.Module):
+    """Parametrization of a projection shortcut: rounded in the potential units of the layer it feeds."""
+
+    def __init__(self, layer: FoldedLayer, time_steps: int) -> None:
+        super().__init__()
+        self.layer, self.time_steps = layer, time_steps
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        layer, skip = self.layer, self.layer.skip
+        main = layer.source.parametrizations.weight.original
+        _, scale_exp = scale_exponents(_weight_shift(main, layer), layer.levels, self.time_steps)
+        value = weight * skip.weight_scale * 2.0 ** scale_exp
+        step = 2.0 ** (max(0, -best_weight_shift(float(value.detach().abs().max())) - 1) + 1)
+        q = torch.clamp(_RoundSTE.apply(value / step), -Q_MAX - 1, Q_MAX)
+        return q * step / (skip.weight_scale * 2.0 ** scale_exp)
+
+
 class _RoundedBias(nn.Module):
     """Parametrization: the bias rounded to 1/S, S following the layer's current weights."""
 
@@ -66,19 +83,26 @@ class _RoundedBias(nn.Module):
         return (folded - layer.bias_offset) / layer.bias_scale
 
 
+def _parameter_leaves(model: nn.Module) -> list[nn.Module]:
+    """Modules without children, in registration order (into residual blocks), Identity left out."""
+    return [m for m in model.modules() if not list(m.children()) and not isinstance(m, nn.Identity)]
+
+
 def without_batchnorm(model: nn.Sequential, spec: Sequence[dict], input_shape: Sequence[int]) -> tuple[nn.Sequential, list[dict]]:
     """The same function with every BatchNorm folded into the synapse before it.
 
+    A projection shortcut's bias moves into the block's second convolution, so
+    that each layer's bias is one parameter (rounded as the export rounds it).
     Returns the new model (in eval mode) and its spec (``bn`` off, biases on).
     """
     new_spec = [{**layer, "bn": False} for layer in spec]
     levels = qcfs_layers(model)[0].levels
     folded_model = build_model(new_spec, input_shape, levels).eval()
-    old = [m for m in leaf_modules(model) if not isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    bns = {id(m): n for m, n in zip(leaf_modules(model), leaf_modules(model)[1:])
-           if isinstance(n, nn.modules.batchnorm._BatchNorm)}
+    leaves = _parameter_leaves(model)
+    old = [m for m in leaves if not isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = {id(m): n for m, n in zip(leaves, leaves[1:]) if isinstance(n, nn.modules.batchnorm._BatchNorm)}
     with torch.no_grad():
-        for source, target in zip(old, leaf_modules(folded_model)):
+        for source, target in zip(old, _parameter_leaves(folded_model)):
             if isinstance(source, (nn.Conv2d, nn.Linear)):
                 bias = source.bias.double() if source.bias is not None else torch.zeros(len(source.weight), dtype=torch.float64)
                 weight = source.weight.double()
@@ -88,6 +112,12 @@ def without_batchnorm(model: nn.Sequential, spec: Sequence[dict], input_shape: S
                 target.bias.copy_(bias)
             elif hasattr(source, "threshold"):
                 target.threshold.copy_(source.threshold)
+        for block in folded_model.modules():
+            if isinstance(block, ResidualBlock) and not isinstance(block.shortcut, nn.Identity):
+                projection = block.shortcut[0]
+                block.conv2.bias += projection.bias
+                projection.bias.zero_()
+                projection.bias.requires_grad_(False)
     return folded_model, new_spec
 
 
@@ -97,7 +127,7 @@ def attach_rounding(model: nn.Sequential, input_shape: Sequence[int], input_bits
     The model must have no BatchNorm (see :func:`without_batchnorm`), so that
     each layer's integer-domain weights are its own weights times a constant.
     """
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in leaf_modules(model)):
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise ValueError("fold BatchNorm first (without_batchnorm)")
     for activation in qcfs_layers(model):
         activation.threshold.requires_grad_(False)
@@ -105,15 +135,21 @@ def attach_rounding(model: nn.Sequential, input_shape: Sequence[int], input_bits
     for layer in fold_model(model, input_shape, input_bits):
         parametrize.register_parametrization(layer.source, "weight", _RoundedWeight(layer))
         parametrize.register_parametrization(layer.source, "bias", _RoundedBias(layer, time_steps))
+        if layer.skip is not None and layer.skip.module is not None:
+            parametrize.register_parametrization(layer.skip.module, "weight", _RoundedSkipWeight(layer, time_steps))
 
 
 def detach_rounding(model: nn.Sequential) -> nn.Sequential:
     """Remove the rounding, keeping the rounded values as the plain parameters."""
-    for module in leaf_modules(model):
-        if parametrize.is_parametrized(module):
-            # The bias depends on the unrounded weight: fix it first.
-            parametrize.remove_parametrizations(module, "bias", leave_parametrized=True)
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    # Biases and projection shortcuts depend on the unrounded main weights: fix them first.
+    projections = {id(block.shortcut[0]) for block in model.modules()
+                   if isinstance(block, ResidualBlock) and not isinstance(block.shortcut, nn.Identity)}
+    modules = [m for m in model.modules() if parametrize.is_parametrized(m)]
+    order = [(m, "bias") for m in modules] + sorted(((m, "weight") for m in modules),
+                                                    key=lambda item: id(item[0]) not in projections)
+    for module, name in order:
+        if parametrize.is_parametrized(module, name):
+            parametrize.remove_parametrizations(module, name, leave_parametrized=True)
     for activation in qcfs_layers(model):
         activation.threshold.requires_grad_(True)
     return model

@@ -24,7 +24,7 @@ class TrainConfig:
     """Training arguments (all recorded in the checkpoint).
 
     Attributes:
-        model: ``mlp`` or ``cnn``.
+        model: ``mlp``, ``cnn`` or ``resnet``.
         dataset: dataset spec (``digits``, ``mnist5k``, ``npz:PATH``, ``cifar10:DIR``).
         bits: T, time steps per sample; QCFS levels L = 2**T - 1.
         input_bits: T_in, bits of the quantized input image.

@@ -81,6 +81,9 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
     if loihi2:
         from lava_deploy.simulate.loihi2 import require_loihi2
         require_loihi2()
+        if any(layer.skip is not None for layer in network.layers):
+            raise DeployError("residual shortcuts are not mapped onto Loihi 2 yet (their spike delay is a CPU "
+                              "process): use --backend lava-cpu")
         record_spikes, schedule = False, "pipelined"
     codes = np.asarray(codes, dtype=np.int64)
     n, T = len(codes), network.time_steps

@@ -21,11 +21,11 @@ from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc.conv.process import Conv
 from lava.proc.dense.process import Dense
 
-from lava_deploy.convert.network import SpikingLayer, SpikingNetwork
+from lava_deploy.convert.network import SkipInput, SpikingLayer, SpikingNetwork
 from lava_deploy.export.netx import read_netx
 from lava_deploy.simulate.lava_cpu.process.models import PyConvModelFast
-from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, DigitSource, LogitSink, SpikeRecorder,
-                                                           SpikeReplay)
+from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, DigitSource, LogitSink, SpikeDelay,
+                                                           SpikeRecorder, SpikeReplay)
 
 
 def lava_shape(shape: tuple[int, int, int], kind: str) -> tuple[int, ...]:
@@ -34,7 +34,7 @@ def lava_shape(shape: tuple[int, int, int], kind: str) -> tuple[int, ...]:
     return (w, h, c) if kind == "conv" else (c * h * w,)
 
 
-def _synapse(layer: SpikingLayer, message_bits: int):
+def _synapse(layer: SpikingLayer | SkipInput, message_bits: int):
     if layer.kind == "dense":
         return Dense(weights=layer.weight_mantissa.astype(np.int32), weight_exp=layer.weight_exp,
                      num_weight_bits=8, num_message_bits=message_bits)
@@ -100,6 +100,8 @@ def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
             record_path=str(job / f"spikes_{i}.npy") if record and not layer.is_readout else None,
             error_dir=errors, name=f"layer {i} ({layer.kind})")
         synapse.a_out.connect(neuron.a_in)
+        if layer.skip is not None:
+            _connect_skip(network, i, neurons[layer.skip.source].s_out, neuron)
         neurons.append(neuron)
         port, port_is_3d, message_bits = neuron.s_out, layer.kind == "conv", 0
     readout_phase = 1 + network.accumulate_start(len(network.layers) - 1)
@@ -112,6 +114,18 @@ def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
     port.connect(sink.a_in)
     source.label_out.connect(sink.label_in)
     return LavaNetwork(source, neurons, sink, readout_phase + stream_length * T - 1)
+
+
+def _connect_skip(network: SpikingNetwork, index: int, source_port, neuron: AccumulateEmit) -> None:
+    """Source spikes -> delay (so both branches carry one sample) -> shortcut synapse -> the same neurons."""
+    delay = network.skip_delay(index)
+    if delay:
+        hold = SpikeDelay(shape=source_port.shape, delay=delay, name=f"layer {index} shortcut delay")
+        source_port.connect(hold.s_in)
+        source_port = hold.s_out
+    synapse = _synapse(network.layers[index].skip, 0)
+    source_port.connect(synapse.s_in)
+    synapse.a_out.connect(neuron.a_in)      # an InPort sums every connection: main branch + shortcut
 
 
 def build_stock(job: Path) -> SpikeReplay:

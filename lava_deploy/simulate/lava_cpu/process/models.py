@@ -19,8 +19,8 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.conv.process import Conv
 
-from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, DigitSource, LogitSink, SpikeRecorder,
-                                                           SpikeReplay)
+from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, DigitSource, LogitSink, SpikeDelay,
+                                                           SpikeRecorder, SpikeReplay)
 
 #: Loihi's state and message width.
 STATE_MIN, STATE_MAX = -(1 << 23), (1 << 23) - 1
@@ -228,6 +228,24 @@ class PyLogitSinkModel(PyLoihiProcessModel):
         if sample + 1 == self.num_samples:
             for f in self.files:
                 f.flush()
+
+
+@implements(proc=SpikeDelay, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "floating_pt")
+class PySpikeDelayModel(PyLoihiProcessModel):
+    """Sends at step t the frame it received at step t - delay (silence before)."""
+
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.held = deque(np.zeros(proc_params["shape"], np.int32) for _ in range(proc_params["delay"]))
+
+    def run_spk(self) -> None:
+        self.held.append(self.s_in.recv())
+        self.s_out.send(self.held.popleft())
 
 
 @implements(proc=SpikeReplay, protocol=LoihiProtocol)

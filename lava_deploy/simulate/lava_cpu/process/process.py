@@ -117,6 +117,24 @@ def _add_stream_vars(process: AbstractProcess) -> None:
     process.first_sample = Var(shape=(1,), init=0)
 
 
+class SpikeDelay(AbstractProcess):
+    """Holds spikes for ``delay`` steps: aligns a residual shortcut with the main branch.
+
+    The shortcut leaves its source layers earlier than the main branch reaches
+    the layer they meet in; held back by that many steps, both carry the
+    same sample's bits in the same accumulation window.
+
+    Args:
+        shape: spike frame shape (Lava order).
+        delay: steps to hold each frame (>= 1).
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], delay: int, name: ty.Optional[str] = None) -> None:
+        super().__init__(shape=shape, delay=delay, name=name)
+        self.s_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+
+
 class SpikeReplay(AbstractProcess):
     """Sends a recorded spike train, one frame per step, read from a .npy file inside its model.
 
