@@ -89,16 +89,23 @@ MALFORMED = {
 }
 
 
-@pytest.mark.parametrize("case", MALFORMED)
-def test_malformed_file_is_one_line_naming_layer_and_key(network_file, tmp_path, capsys, case):
-    _, path = network_file
+def _edited_copy(path, tmp_path, edit):
     bad = tmp_path / "bad.net"
     shutil.copyfile(path, bad)
-    edit, expected = MALFORMED[case]
     _edit(bad, edit)
-    assert main(["info", str(bad)]) == 2
+    return bad
+
+
+def _assert_one_line(argv, capsys, expected):
+    assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err, err
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_malformed_file_is_one_line_naming_layer_and_key(network_file, tmp_path, capsys, case):
+    edit, expected = MALFORMED[case]
+    _assert_one_line(["info", str(_edited_copy(network_file[1], tmp_path, edit))], capsys, expected)
 
 
 def test_truncated_and_foreign_files(network_file, tmp_path, capsys):
@@ -155,12 +162,7 @@ MALFORMED_SKIPS = {
 
 @pytest.mark.parametrize("case", MALFORMED_SKIPS)
 def test_malformed_or_misaligned_skip_is_one_line(residual_file, tmp_path, capsys, case):
-    _, path = residual_file
-    bad = tmp_path / "bad.net"
-    shutil.copyfile(path, bad)
     edit, expected = MALFORMED_SKIPS[case]
-    _edit(bad, edit)
+    bad = _edited_copy(residual_file[1], tmp_path, edit)
     for verb in ("info", "simulate"):
-        assert main([verb, str(bad)]) == 2
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and expected in err, err
+        _assert_one_line([verb, str(bad)], capsys, expected)
