@@ -30,9 +30,12 @@ demo: setup
 test: setup
 	$(VENV)/bin/pytest -q
 
+# Benchmarks are not part of the tests: each writes JSON, a markdown table and plots to benchmarks/results/.
 bench: setup
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench]' 2>&1 | { grep -v 'is ignored: it is neither' || true; }
 	$(PY) benchmarks/sparsity.py
-	$(PY) benchmarks/lava_throughput.py
+	$(PY) benchmarks/latency_accuracy.py
+	$(PY) benchmarks/simulator_speed.py
 
 models: setup
 	$(PY) netx_models/build.py

@@ -167,7 +167,7 @@ def simulate_spikes(network: str | Path, input_spikes: np.ndarray | str | Path, 
     if not isinstance(input_spikes, np.ndarray):
         input_spikes = _load_npy(Path(input_spikes))
     from lava_deploy.simulate.lava_cpu.runner import run_stock_netx
-    spikes = run_stock_netx(network, input_spikes)
+    spikes = run_stock_netx(network, input_spikes).spikes
     if output is not None:
         with atomic_output(output) as tmp, open(tmp, "wb") as handle:
             np.save(handle, spikes)

@@ -121,7 +121,15 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
     return result
 
 
-def run_stock_netx(path: str | Path, input_spikes: np.ndarray, *, timeout_s: Optional[float] = None) -> np.ndarray:
+@dataclass
+class StockResult:
+    """A stock netx network's output spikes ``(steps, *output shape)`` and how long the steps took."""
+
+    spikes: np.ndarray
+    run_seconds: float
+
+
+def run_stock_netx(path: str | Path, input_spikes: np.ndarray, *, timeout_s: Optional[float] = None) -> StockResult:
     """Run a stock lava-dl netx network (e.g. CUBA neurons) as lava-dl's netx builds it, on recorded input.
 
     Args:
@@ -131,7 +139,8 @@ def run_stock_netx(path: str | Path, input_spikes: np.ndarray, *, timeout_s: Opt
         timeout_s: give up (and clean up) after this long.
 
     Returns:
-        The output layer's spikes, ``(steps, *output shape)`` int32, frame t - 1 at step t.
+        The output layer's spikes, ``(steps, *output shape)`` int32, frame t - 1 at step t, and the
+        simulation time (compilation excluded).
     """
     input_spikes = np.asarray(input_spikes)
     if input_spikes.ndim < 2 or input_spikes.dtype.kind not in "biu":
@@ -148,8 +157,8 @@ def run_stock_netx(path: str | Path, input_spikes: np.ndarray, *, timeout_s: Opt
                                   shape=(steps, *output_shape)).flush()
         (job / "job.json").write_text(json.dumps({"kind": "stock", "steps": steps}))
         _run_worker(job, timeout_s if timeout_s is not None else _STARTUP_S + _PER_STEP_S * steps, None)
-        output = np.load(job / "output_spikes.npy")
-    return output
+        return StockResult(np.load(job / "output_spikes.npy"),
+                           json.loads((job / "done.json").read_text())["run_seconds"])
 
 
 def _stock_output_shape(path: Path, input_shape: tuple[int, ...]) -> tuple[int, ...]:
