@@ -44,3 +44,29 @@ def test_input_digit_planes_rebuild_the_codes():
         rebuilt = sum(planes[j] << (m * (T - 1 - j)) for j in range(T))
         np.testing.assert_array_equal(rebuilt, codes)
         assert planes.max() < (1 << m)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), conv=st.booleans(), stride=st.sampled_from([1, 2]))
+def test_float32_synapses_are_exact_at_the_edge_of_the_24_bit_state(seed, conv, stride):
+    """With 24-bit headroom every product and partial sum is an integer below 2**24: float32 equals float64."""
+    import torch
+
+    from lava_deploy.convert.network import STATE_BITS, SpikingLayer
+    from lava_deploy.simulate.reference import synaptic_input
+
+    rng = np.random.default_rng(seed)
+    levels, channels = 7, 16
+    shape = (channels, 6, 6)
+    weight_shape = (8, channels, 3, 3) if conv else (8, channels * 36)
+    mantissa = 2 * rng.integers(-128, 128, size=weight_shape)
+    side = 6 // stride
+    out_shape = (8, side, side) if conv else (8, 1, 1)
+    layer = SpikingLayer("conv" if conv else "dense", mantissa, 0, np.zeros(8, np.int64), 3, levels, shape, out_shape,
+                         stride=(stride, stride), padding=(1, 1) if conv else (0, 0))
+    # The largest exponent that keeps headroom: the potentials then reach up to half the 24-bit range.
+    while layer.headroom_bits(levels) > 0:
+        layer.weight_exp += 1
+    assert layer.headroom_bits(levels) == 0 and layer.potential_bounds(levels)[1] >= 1 << (STATE_BITS - 3)
+    x = torch.from_numpy(rng.integers(0, levels + 1, size=(4, *shape))).double()
+    assert torch.equal(synaptic_input(layer, x, single=True), synaptic_input(layer, x, single=False))
