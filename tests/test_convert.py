@@ -141,7 +141,7 @@ def test_residual_blocks_fold_exactly_before_rounding():
     expected, logits = _hooked_codes(model, torch.from_numpy(codes / 255.0))
     folded = fold_model(model, shape, 8)
     assert [layer.skip.source for layer in folded if layer.skip is not None] == [0, 2, 4]
-    assert folded[2].skip.module is None and folded[4].skip.module is not None   # identity, then projection
+    assert (folded[2].skip.tensor, folded[4].skip.tensor) == ("shortcut_gain", "weight")   # identity, projection
     outputs, k = [], torch.from_numpy(codes).double()
     for layer, want in zip(folded, expected + [None]):
         u = torch.nn.functional.conv2d(k, torch.from_numpy(layer.weight), stride=layer.stride, padding=layer.padding) \

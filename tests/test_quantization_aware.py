@@ -4,7 +4,7 @@ import torch
 
 from lava_deploy.convert import convert_model
 from lava_deploy.simulate.reference import run_reference
-from lava_deploy.train.models import model_spec
+from lava_deploy.train.models import model_spec, qcfs_layers
 from lava_deploy.train.quantization_aware import attach_rounding, detach_rounding, without_batchnorm
 from test_convert import _qcfs_codes, _trained_like
 
@@ -38,12 +38,16 @@ def test_rounded_forward_computes_the_integer_network():
 
 
 def test_residual_network_folds_rounds_and_rebuilds():
-    """BatchNorm folded (projection bias moved into the block), rounding on and off, rebuilt from its spec."""
-    from lava_deploy.train.models import build_model
+    """BatchNorm folded (projection bias moved into the block), rounding on and off, rebuilt from its spec:
+    afterwards the export's rounding of every shortcut (identity gain and projection) changes nothing."""
+    from lava_deploy.convert.fold import fold_model
+    from lava_deploy.train.models import ResidualBlock, build_model
     from test_convert import _hooked_codes
 
     spec = model_spec("resnet", SHAPE, 10)
     original = _trained_like("resnet", SHAPE)
+    for i, act in enumerate(qcfs_layers(original)):      # thresholds whose ratios no 8-bit scale hits exactly
+        act.threshold.data.fill_(1.3 + 0.37 * i)
     model, new_spec = without_batchnorm(original, spec, SHAPE)
     x = torch.rand(16, *SHAPE)
     with torch.no_grad():
@@ -52,11 +56,16 @@ def test_residual_network_folds_rounds_and_rebuilds():
     detach_rounding(model)
     rebuilt = build_model(new_spec, SHAPE, 7)
     rebuilt.load_state_dict(model.state_dict())      # plain parameters again: a checkpoint loads
-    network = convert_model(rebuilt.eval(), SHAPE, 8, [str(i) for i in range(10)])
+    rebuilt.eval()
+    assert any(float(b.shortcut_gain) != 1.0 for b in rebuilt.modules() if isinstance(b, ResidualBlock))
+    network = convert_model(rebuilt, SHAPE, 8, [str(i) for i in range(10)])
+    for folded, layer in zip(fold_model(rebuilt, SHAPE, 8), network.layers):
+        if layer.skip is not None:
+            np.testing.assert_allclose(folded.skip.weight * 2.0 ** layer.scale_exp, layer.skip.weight, rtol=1e-6)  # float32 gains
     codes = np.random.default_rng(4).integers(0, 256, size=(200, *SHAPE))
-    expected, logits = _hooked_codes(rebuilt.double(), torch.from_numpy(codes / 255.0))
+    expected, _ = _hooked_codes(rebuilt.double(), torch.from_numpy(codes / 255.0))
     reference = run_reference(network, codes)
-    # Main branches and projections are rounded in training; the identity shortcut's scale is not.
+    # Codes differ only where float arithmetic cannot resolve an exact tie, and downstream of one.
+    assert (reference.codes[0].reshape(expected[0].shape) == expected[0]).mean() > 0.999
     for got, want in zip(reference.codes, expected):
-        assert (got.reshape(want.shape) == want).mean() > 0.99
-    assert (reference.predictions == logits.argmax(1).numpy()).mean() > 0.97
+        assert (got.reshape(want.shape) == want).mean() > 0.98

@@ -62,8 +62,10 @@ class FoldedSkip:
     """A residual shortcut into a folded layer, in the same code domain, before rounding.
 
     ``weight`` is ``(out, in, kH, kW)``: a diagonal 1x1 kernel for the identity,
-    else the projection's (BatchNorm folded). ``module`` is that projection
-    (None for the identity), with ``weight = module.weight * weight_scale``.
+    else the projection's (BatchNorm folded). ``module`` owns the tensor named
+    ``tensor`` that quantization-aware fine-tuning rounds: the projection's
+    ``weight``, or the block's scalar ``shortcut_gain`` for the identity; either
+    way ``weight = module.<tensor> * weight_scale`` (times the identity's diagonal).
     """
 
     source: int
@@ -72,6 +74,7 @@ class FoldedSkip:
     stride: tuple[int, int]
     padding: tuple[int, int]
     module: Optional[nn.Module] = None
+    tensor: str = "weight"
     weight_scale: float = 1.0
 
 
@@ -213,17 +216,21 @@ def _fold_block(block: ResidualBlock, source: int, shape: tuple, step_in: float)
     second = _fold_synapse(block.conv2, _batchnorm(block.bn2), block.act2, first.output_shape, _step(block.act1),
                            1, 0)
     ratio = block.act2.levels / float(block.act2.threshold.detach())
+    gain = float(block.shortcut_gain)
     if isinstance(block.shortcut, nn.Identity):
-        weight = torch.eye(shape[0], dtype=torch.float64).view(shape[0], shape[0], 1, 1)
-        bias, stride, padding, projection = torch.zeros(shape[0], dtype=torch.float64), (1, 1), (0, 0), None
+        weight = gain * torch.eye(shape[0], dtype=torch.float64).view(shape[0], shape[0], 1, 1)
+        bias, stride, padding = torch.zeros(shape[0], dtype=torch.float64), (1, 1), (0, 0)
+        owner, tensor = block, "shortcut_gain"
     else:
         parts = leaf_modules(block.shortcut)
         projection = parts[0]
         if not isinstance(projection, nn.Conv2d) or projection.groups != 1 or _pair(projection.dilation) != (1, 1):
             raise DeployError("a shortcut must be the identity or a Conv2d (+ BatchNorm) without groups or dilation")
         weight, bias = _weight_and_bias(projection, _batchnorm(parts[1]) if len(parts) > 1 else None)
+        weight, bias = weight * gain, bias * gain
         stride, padding = _pair(projection.stride), _pair(projection.padding)
-    second.skip = FoldedSkip(source, (weight * step_in * ratio).numpy(), tuple(shape), stride, padding, projection,
+        owner, tensor = projection, "weight"
+    second.skip = FoldedSkip(source, (weight * step_in * ratio).numpy(), tuple(shape), stride, padding, owner, tensor,
                              weight_scale=step_in * ratio)
     second.bias = second.bias + (bias * ratio).numpy()
     kh, kw = weight.shape[2:]

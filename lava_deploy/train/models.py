@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 from torch import nn
 
 from lava_deploy.errors import DeployError
@@ -27,6 +28,9 @@ class ResidualBlock(nn.Module):
 
     The shortcut is the identity when shape is kept, else a 1x1 strided
     convolution with BatchNorm (a projection). Both convolutions are 3x3.
+    ``shortcut_gain`` (a buffer, 1 after float training) scales the shortcut:
+    quantization-aware fine-tuning sets it to the identity's 8-bit rounded
+    scale, so that the float block computes what the integer one does.
 
     Args:
         in_channels, out_channels: channels in and out.
@@ -49,9 +53,11 @@ class ResidualBlock(nn.Module):
             projection = [nn.Conv2d(in_channels, out_channels, 1, stride, bias=not bn)]
             self.shortcut = nn.Sequential(*projection, *([nn.BatchNorm2d(out_channels)] if bn else []))
         self.act2 = QCFS(levels, threshold)
+        self.register_buffer("shortcut_gain", torch.ones(()))
 
     def forward(self, x):  # noqa: D102
-        return self.act2(self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x))))) + self.shortcut(x))
+        main = self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
+        return self.act2(main + self.shortcut(x) * self.shortcut_gain)
 
 
 def model_spec(name: str, input_shape: Sequence[int], num_classes: int) -> list[dict]:

@@ -51,7 +51,8 @@ class _RoundedWeight(nn.Module):
 
 
 class _RoundedSkipWeight(nn.Module):
-    """Parametrization of a projection shortcut: rounded in the potential units of the layer it feeds."""
+    """Parametrization of a shortcut (a projection's weight, or an identity's gain): rounded in the
+    potential units of the layer it feeds, as :func:`lava_deploy.convert.fixed_point.quantize_skip` rounds it."""
 
     def __init__(self, layer: FoldedLayer, time_steps: int) -> None:
         super().__init__()
@@ -112,8 +113,10 @@ def without_batchnorm(model: nn.Sequential, spec: Sequence[dict], input_shape: S
                 target.bias.copy_(bias)
             elif hasattr(source, "threshold"):
                 target.threshold.copy_(source.threshold)
-        for block in folded_model.modules():
-            if isinstance(block, ResidualBlock) and not isinstance(block.shortcut, nn.Identity):
+        blocks = [b for b in model.modules() if isinstance(b, ResidualBlock)]
+        for old_block, block in zip(blocks, [b for b in folded_model.modules() if isinstance(b, ResidualBlock)]):
+            block.shortcut_gain.copy_(old_block.shortcut_gain)
+            if not isinstance(block.shortcut, nn.Identity):
                 projection = block.shortcut[0]
                 block.conv2.bias += projection.bias
                 projection.bias.zero_()
@@ -135,18 +138,19 @@ def attach_rounding(model: nn.Sequential, input_shape: Sequence[int], input_bits
     for layer in fold_model(model, input_shape, input_bits):
         parametrize.register_parametrization(layer.source, "weight", _RoundedWeight(layer))
         parametrize.register_parametrization(layer.source, "bias", _RoundedBias(layer, time_steps))
-        if layer.skip is not None and layer.skip.module is not None:
-            parametrize.register_parametrization(layer.skip.module, "weight", _RoundedSkipWeight(layer, time_steps))
+        if layer.skip is not None:
+            parametrize.register_parametrization(layer.skip.module, layer.skip.tensor,
+                                                 _RoundedSkipWeight(layer, time_steps))
 
 
 def detach_rounding(model: nn.Sequential) -> nn.Sequential:
     """Remove the rounding, keeping the rounded values as the plain parameters."""
-    # Biases and projection shortcuts depend on the unrounded main weights: fix them first.
+    # Biases and shortcuts depend on the unrounded main weights: fix them first.
     projections = {id(block.shortcut[0]) for block in model.modules()
                    if isinstance(block, ResidualBlock) and not isinstance(block.shortcut, nn.Identity)}
     modules = [m for m in model.modules() if parametrize.is_parametrized(m)]
-    order = [(m, "bias") for m in modules] + sorted(((m, "weight") for m in modules),
-                                                    key=lambda item: id(item[0]) not in projections)
+    order = [(m, "bias") for m in modules] + [(m, "shortcut_gain") for m in modules] + \
+        sorted(((m, "weight") for m in modules), key=lambda item: id(item[0]) not in projections)
     for module, name in order:
         if parametrize.is_parametrized(module, name):
             parametrize.remove_parametrizations(module, name, leave_parametrized=True)
