@@ -169,6 +169,8 @@ def write(report: dict) -> None:
     lines = ["# Time steps, spikes and accuracy against rate-coded conversions", "",
              f"Same trained networks, full test splits, this machine: {machine}.",
              f"'Reached' is the first T within {100 * TOLERANCE:.1f} points of the ANN (the quantized QCFS network).",
+             f"SpikingJelly {report.get('spikingjelly_version')}: the newest release for Python 3.10 (2.0.0 "
+             "requires Python >= 3.11; Lava pins 3.10); installed by `make bench` (extra `bench`).",
              "", "| model | ANN | method | T reached | accuracy there | spikes/sample there | "
                  "within from then on, from T | latency note |",
              "|---|---|---|---|---|---|---|---|"]
@@ -255,7 +257,15 @@ def main() -> None:
         write(json.loads((RESULTS / "latency_accuracy.json").read_text()))
         return
     write({"rows": [measure(name, args.max_steps) for name in args.models], "max_steps": args.max_steps,
-           "machine": machine_info()})
+           "machine": machine_info(), "spikingjelly_version": _version("spikingjelly")})
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 if __name__ == "__main__":
