@@ -58,7 +58,7 @@ def _run_if(model: nn.Sequential, x: torch.Tensor, y: np.ndarray, max_steps: int
             for module in model:
                 if isinstance(module, QCFS):
                     theta = thetas[id(module)]
-                    v = potentials.get(id(module), torch.full_like(h, theta / 2)) + h
+                    v = (potentials[id(module)] if id(module) in potentials else theta / 2) + h
                     fired = (v >= theta).to(h.dtype)
                     potentials[id(module)] = v - fired * theta
                     spikes += float(fired.sum()) / len(x)
