@@ -54,11 +54,6 @@ class Activity:
         return self.input_spikes + float(sum(self.spikes_per_layer))
 
 
-def _fan_in(layer: SpikingLayer) -> int:
-    """Synapses into one neuron, the shortcut's included."""
-    return layer.fan_in + (layer.skip.fan_in if layer.skip is not None else 0)
-
-
 def fan_out_map(layer: SpikingLayer | SkipInput) -> np.ndarray:
     """Synapses each input neuron of ``layer`` reaches, shaped like its input ``(C, H, W)``."""
     if layer.kind == "dense":
@@ -86,7 +81,9 @@ def measure_activity(network: SpikingNetwork, codes: np.ndarray) -> Activity:
     neurons = sum(layer.num_neurons for layer in network.layers)
     return Activity(samples=n, input_spikes=float(per_neuron[0].sum()),
                     spikes_per_layer=[float(c.sum()) for c in per_neuron[1:]], synaptic_ops_per_layer=synops,
-                    neuron_updates=neurons * T, macs=sum(layer.num_neurons * _fan_in(layer) for layer in network.layers),
+                    neuron_updates=neurons * T, macs=sum(layer.num_neurons * synapse.fan_in
+                                                             for layer in network.layers
+                                                             for synapse in layer.synapses_in),
                     steps_per_sample=network.steps_per_sample, latency_steps=network.latency_steps)
 
 

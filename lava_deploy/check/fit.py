@@ -109,11 +109,6 @@ def fit_network(network: SpikingNetwork, limits: CoreLimits = LOIHI2) -> FitRepo
 Synapse = Union[SpikingLayer, SkipInput]
 
 
-def _incoming(layer: SpikingLayer) -> list[Synapse]:
-    """The synapses into a layer's neurons: its own, and its shortcut's."""
-    return [layer] + ([layer.skip] if layer.skip is not None else [])
-
-
 def _outgoing(network: SpikingNetwork, index: int) -> list[tuple[Synapse, int]]:
     """(synapse, layer whose neurons it drives) for every synapse carrying layer ``index``'s spikes."""
     targets = [(network.layers[index + 1], index + 1)] if index + 1 < len(network.layers) else []
@@ -123,7 +118,7 @@ def _outgoing(network: SpikingNetwork, index: int) -> list[tuple[Synapse, int]]:
 
 def _fit_layer(network: SpikingNetwork, index: int, fits: dict[int, LayerFit], limits: CoreLimits) -> LayerFit:
     layer = network.layers[index]
-    neurons, incoming = layer.num_neurons, _incoming(layer)
+    neurons, incoming = layer.num_neurons, layer.synapses_in
     fan_in = sum(synapse.fan_in for synapse in incoming)
     per_neuron_bytes = fan_in * limits.synapse_bytes + limits.neuron_state_bytes
     caps = {"neurons": limits.neurons_per_core, "memory": limits.memory_per_core_bytes // per_neuron_bytes}
@@ -170,7 +165,7 @@ def _input_axons(layer: SpikingLayer, per_core: int) -> int:
     positions = math.ceil(per_core / out_c)
     tile_w = min(out_w, math.ceil(math.sqrt(positions)))
     tile_h = min(out_h, math.ceil(positions / tile_w))
-    for synapse in _incoming(layer):
+    for synapse in layer.synapses_in:
         channels, height, width = synapse.input_shape
         if synapse.kind == "dense":
             total += channels * height * width
@@ -204,7 +199,7 @@ def lint(network: SpikingNetwork, limits: CoreLimits = LOIHI2) -> list[Finding]:
                                                 f"by {-spare} bit(s)"))
         else:
             findings.append(Finding("ok", i, f"{spare} bit(s) of {limits.state_bits}-bit headroom"))
-        for synapse in _incoming(layer):
+        for synapse in layer.synapses_in:
             what = "shortcut weight" if synapse is layer.skip else "weight"
             if not limits.weight_exp_min <= synapse.weight_exp <= limits.weight_exp_max:
                 findings.append(Finding("error", i, f"{what} exponent {synapse.weight_exp} outside "

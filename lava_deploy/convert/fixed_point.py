@@ -46,7 +46,7 @@ def quantize_skip(skip: FoldedSkip, scale_exp: int) -> SkipInput:
     Its own exponent is the smallest non-negative one whose 8-bit mantissa holds the largest weight.
     """
     value = skip.weight * 2.0**scale_exp
-    exp = max(0, -best_weight_shift(float(np.abs(value).max())) - 1)
+    exp = skip_exponent(float(np.abs(value).max()))
     q = np.clip(_round(value / 2.0 ** (exp + 1)), -Q_MAX - 1, Q_MAX)
     return SkipInput(source=skip.source, weight_mantissa=(2 * q).astype(np.int64), weight_exp=exp,
                      input_shape=skip.input_shape, stride=skip.stride, padding=skip.padding)
@@ -62,6 +62,11 @@ def scale_exponents(weight_shift: int, levels: int, time_steps: int) -> tuple[in
     needed = 0 if levels == 0 else max(1, time_steps - 1)
     exp = max(0, needed - (weight_shift + 1))
     return exp, weight_shift + 1 + exp
+
+
+def skip_exponent(peak: float) -> int:
+    """A shortcut's weight exponent: the smallest e >= 0 whose 8-bit mantissa step 2**(e+1) holds ``peak``."""
+    return max(0, -best_weight_shift(peak) - 1)
 
 
 def best_weight_shift(peak: float) -> int:

@@ -112,6 +112,11 @@ class SpikingLayer:
         return self.weight_mantissa.astype(np.int64) << self.weight_exp
 
     @property
+    def synapses_in(self) -> list["SpikingLayer | SkipInput"]:
+        """The synapses into this layer's neurons: its own, and its shortcut's."""
+        return [self] + ([self.skip] if self.skip is not None else [])
+
+    @property
     def is_readout(self) -> bool:
         """True for the last layer, whose potentials are the logits."""
         return self.levels == 0
@@ -138,9 +143,8 @@ class SpikingLayer:
         bound every intermediate potential too.
         """
         positive, negative = self.bias.astype(np.int64), self.bias.astype(np.int64)
-        for weight, levels in ((self.weight, input_levels),
-                               *(((self.skip.weight, skip_levels),) if self.skip is not None else ())):
-            w = weight.reshape(weight.shape[0], -1)
+        for synapse, levels in zip(self.synapses_in, (input_levels, skip_levels)):
+            w = synapse.weight.reshape(synapse.weight.shape[0], -1)
             positive = positive + np.clip(w, 0, None).sum(axis=1) * levels
             negative = negative + np.clip(w, None, 0).sum(axis=1) * levels
         low = min(int(negative.min()), int(self.bias.min()), 0)

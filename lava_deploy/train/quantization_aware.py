@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from lava_deploy.convert.fixed_point import Q_MAX, best_weight_shift, scale_exponents
+from lava_deploy.convert.fixed_point import Q_MAX, best_weight_shift, scale_exponents, skip_exponent
 from lava_deploy.convert.fold import FoldedLayer, fold_batchnorm, fold_model
 from lava_deploy.train.models import ResidualBlock, build_model, qcfs_layers
 
@@ -63,7 +63,7 @@ class _RoundedSkipWeight(nn.Module):
         main = layer.source.parametrizations.weight.original
         _, scale_exp = scale_exponents(_weight_shift(main, layer), layer.levels, self.time_steps)
         value = weight * skip.weight_scale * 2.0 ** scale_exp
-        step = 2.0 ** (max(0, -best_weight_shift(float(value.detach().abs().max())) - 1) + 1)
+        step = 2.0 ** (skip_exponent(float(value.detach().abs().max())) + 1)
         q = torch.clamp(_RoundSTE.apply(value / step), -Q_MAX - 1, Q_MAX)
         return q * step / (skip.weight_scale * 2.0 ** scale_exp)
 
