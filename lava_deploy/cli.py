@@ -38,9 +38,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from lava_deploy.export import export
+    from lava_deploy.export import MAX_ACCURACY_DROP, export
 
-    network = export(args.checkpoint, args.output)
+    network = export(args.checkpoint, args.output, max_accuracy_drop=None if args.force else MAX_ACCURACY_DROP)
     meta = network.metadata
     print(f"float QCFS test accuracy: {meta['float_test_accuracy']:.4f}  "
           f"integer reference test accuracy: {meta['reference_test_accuracy']:.4f}  -> {args.output}")
@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("export", help="convert a checkpoint to a netx HDF5 spiking network")
     p.add_argument("checkpoint")
     p.add_argument("-o", "--output", required=True, help="netx HDF5 file to write")
+    p.add_argument("--force", action="store_true",
+                   help="write the file even when the integer network's test accuracy falls more than 5 points "
+                        "below the float network's (for experiments)")
     p.set_defaults(func=_cmd_export)
 
     p = verbs.add_parser("simulate", help="run an exported network on a dataset's test split")
@@ -190,6 +193,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         code = args.func(args)
     except DeployError as exc:
         print(f"lava-deploy: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:      # the user's environment: a full disk, a vanished file, a read-only mount
+        print(f"lava-deploy: error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
+              file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("lava-deploy: interrupted", file=sys.stderr)

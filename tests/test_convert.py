@@ -6,7 +6,7 @@ from torch import nn
 
 from lava_deploy.convert import convert_model
 from lava_deploy.convert.fold import fold_model
-from lava_deploy.convert.network import STATE_BITS
+from lava_deploy.chip import STATE_BITS
 from lava_deploy.errors import DeployError
 from lava_deploy.simulate.reference import run_reference
 from lava_deploy.train.models import build_model, model_spec, qcfs_layers
@@ -98,11 +98,12 @@ def test_headroom_is_reported_and_overflow_refused():
     spare = layer.headroom_bits(7)
     low, high = layer.potential_bounds(7)
     assert max(abs(low), high) < 2 ** (STATE_BITS - 1 - spare)
-    layer.weight_exp = spare + 1        # one bit too many
-    assert layer.headroom_bits(7) < 0
-    from lava_deploy.convert.network import check_headroom
-    with pytest.raises(ValueError, match="overflow"):
-        check_headroom(net)
+    from lava_deploy.convert.network import validate_network
+    validate_network(net)
+    layer.bias = layer.bias + (1 << (STATE_BITS - 1)) - high     # the largest potential now needs one bit too many
+    assert layer.headroom_bits(7) == -1
+    with pytest.raises(DeployError, match="layer 1: membrane potential can reach .* overflows .* by 1 bit"):
+        validate_network(net)
 
 
 @pytest.mark.parametrize("middle,features,message", [

@@ -52,7 +52,8 @@ def test_float32_synapses_are_exact_at_the_edge_of_the_24_bit_state(seed, conv, 
     """With 24-bit headroom every product and partial sum is an integer below 2**24: float32 equals float64."""
     import torch
 
-    from lava_deploy.convert.network import STATE_BITS, SpikingLayer
+    from lava_deploy.chip import STATE_BITS
+    from lava_deploy.convert.network import SpikingLayer
     from lava_deploy.simulate.reference import synaptic_input
 
     rng = np.random.default_rng(seed)

@@ -55,8 +55,9 @@ def check(network: SpikingNetwork | str | Path, dataset: Optional[str] = None, s
         energy: estimate energy (needs a dataset); False: fit and lint only.
         limits, costs: the published figures to check against (Loihi 2's by default).
     """
-    from lava_deploy.simulate import load_network, simulation_inputs
+    from lava_deploy.simulate import check_samples, load_network, simulation_inputs
 
+    check_samples(samples)
     if not isinstance(network, SpikingNetwork):
         network = load_network(network)
     result = CheckResult(fit_network(network, limits))

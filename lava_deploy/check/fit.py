@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Union
 
 from lava_deploy.check.limits import LOIHI2, CoreLimits
-from lava_deploy.convert.network import (WEIGHT_MANTISSA_MAX, WEIGHT_MANTISSA_MIN, SkipInput, SpikingLayer,
-                                         SpikingNetwork)
+from lava_deploy.chip import WEIGHT_MANTISSA_MAX, WEIGHT_MANTISSA_MIN
+from lava_deploy.convert.network import SkipInput, SpikingLayer, SpikingNetwork
 
 
 @dataclass

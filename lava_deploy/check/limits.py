@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lava_deploy import chip
+
 #: Sources, cited by key in the docstrings below and in the check's output.
 SOURCES = {
     "loihi2-brief": "Intel Labs, 'Taking Neuromorphic Computing to the Next Level with Loihi 2', "
@@ -49,11 +51,11 @@ class CoreLimits:
     memory_per_core_bytes: int = 192 * 1024
     input_axons_per_core: int = 4096
     output_axons_per_core: int = 4096
-    weight_mantissa_bits: int = 8
-    weight_exp_min: int = -8
-    weight_exp_max: int = 7
-    state_bits: int = 24
-    message_bits: int = 24
+    weight_mantissa_bits: int = chip.WEIGHT_MANTISSA_BITS
+    weight_exp_min: int = chip.WEIGHT_EXP_MIN_CHIP
+    weight_exp_max: int = chip.WEIGHT_EXP_MAX_CHIP
+    state_bits: int = chip.STATE_BITS
+    message_bits: int = chip.MESSAGE_BITS
     synapse_bytes: int = 1
     neuron_state_bytes: int = 12
 

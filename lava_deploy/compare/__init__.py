@@ -10,6 +10,7 @@ import numpy as np
 
 from lava_deploy.convert.network import SpikingNetwork
 from lava_deploy.errors import DeployError
+from lava_deploy.files import check_output_folder
 from lava_deploy.simulate import SimulationResult, load_network, simulate
 
 
@@ -111,6 +112,21 @@ def compare(network: SpikingNetwork | str | Path, dataset: str = "digits", sampl
 
 #: Figures of the same architecture trained at several T, written by netx_models/build.py beside a model.
 FAMILY_FILE = "family.json"
+_FAMILY_KEYS = {"time_steps": int, "float_test_accuracy": (int, float), "reference_test_accuracy": (int, float)}
+
+
+def _read_family(path: Path) -> list[dict]:
+    """The model family file, checked: a list of objects with T and both accuracies (one line if not)."""
+    try:
+        family = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DeployError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(family, list) or not family or not all(
+            isinstance(m, dict) and all(isinstance(m.get(k), t) and not isinstance(m.get(k), bool)
+                                        for k, t in _FAMILY_KEYS.items())
+            and isinstance(m.get("spikes_per_sample", 0.0), (int, float, type(None))) for m in family):
+        raise DeployError(f"{path}: expected a list of objects with {', '.join(_FAMILY_KEYS)}")
+    return family
 
 
 def write_plots(comparison: Comparison, folder: str | Path, sample: int = 0) -> list[Path]:
@@ -124,13 +140,12 @@ def write_plots(comparison: Comparison, folder: str | Path, sample: int = 0) -> 
     """
     from lava_deploy.compare import plots
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = check_output_folder(folder)
     T = comparison.network.time_steps
     family_file = comparison.source.parent / FAMILY_FILE if comparison.source else None
     title = "Accuracy against time steps"
     if family_file is not None and family_file.is_file():
-        family = json.loads(family_file.read_text())
+        family = _read_family(family_file)
         meta = comparison.network.metadata
         title += f" ({meta.get('dataset', '')} {meta.get('model', '')} family)"
     else:

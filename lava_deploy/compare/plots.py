@@ -7,7 +7,17 @@ from typing import Sequence
 import numpy as np
 
 from lava_deploy.convert.network import SpikingNetwork
+from lava_deploy.files import atomic_output
 from lava_deploy.simulate import SimulationResult
+
+
+def _save(plt, fig, path: str | Path) -> None:
+    """Write the figure as PNG atomically (no half-written image on error or Ctrl-C), then free it."""
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
 
 
 def _pyplot():
@@ -32,8 +42,7 @@ def plot_spikes_per_layer(results: Sequence[SimulationResult], path: str | Path)
     ax.set_title("Spikes per layer (mean over samples)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
     return Path(path)
 
 
@@ -60,8 +69,7 @@ def plot_raster(network: SpikingNetwork, spikes: Sequence[np.ndarray], sample: i
     ax.set_title(f"Spike raster of test sample {sample}, T = {T}")
     ax.legend(loc="upper left", fontsize=7, markerscale=3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
     return Path(path)
 
 
@@ -95,6 +103,5 @@ def plot_accuracy_vs_time_steps(family: Sequence[dict], path: str | Path,
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
     return Path(path)

@@ -7,7 +7,7 @@ from torch import nn
 
 from lava_deploy.convert.fixed_point import to_fixed_point
 from lava_deploy.convert.fold import fold_model
-from lava_deploy.convert.network import SpikingLayer, SpikingNetwork
+from lava_deploy.convert.network import SpikingLayer, SpikingNetwork, validate_network
 from lava_deploy.errors import DeployError
 from lava_deploy.train.models import qcfs_layers
 
@@ -22,7 +22,7 @@ def convert_model(model: nn.Module, input_shape: tuple[int, int, int], input_bit
 
     Raises:
         DeployError: a module without exact spiking equivalent, or a layer that
-            cannot fit Loihi's 24-bit state.
+            cannot fit Loihi's 24-bit state or weight exponent range.
     """
     activations = qcfs_layers(model)
     if not activations:
@@ -30,6 +30,8 @@ def convert_model(model: nn.Module, input_shape: tuple[int, int, int], input_bit
     time_steps = max(a.time_steps for a in activations)
     folded = fold_model(model.eval(), input_shape, input_bits)
     try:
-        return to_fixed_point(folded, time_steps, input_bits, input_shape, class_names, metadata)
+        network = to_fixed_point(folded, time_steps, input_bits, input_shape, class_names, metadata)
     except ValueError as exc:
         raise DeployError(str(exc)) from None
+    validate_network(network)       # e.g. weights too large for the chip's weight exponent
+    return network

@@ -14,15 +14,23 @@ from typing import Optional, Sequence
 import numpy as np
 
 from lava_deploy.convert.fold import FoldedLayer, FoldedSkip
-from lava_deploy.convert.network import STATE_BITS, SkipInput, SpikingLayer, SpikingNetwork
+from lava_deploy.chip import STATE_BITS
+from lava_deploy.convert.network import SkipInput, SpikingLayer, SpikingNetwork
 
 #: Largest mantissa half: Loihi drops the lowest bit of a mixed-sign 8-bit weight.
 Q_MAX = 127
 
 
 def _round(x: np.ndarray) -> np.ndarray:
-    """Round half up, the same on every platform (numpy's round is half-to-even)."""
-    return np.floor(x + 0.5).astype(np.int64)
+    """Round half up, the same on every platform (numpy's round is half-to-even).
+
+    Raises:
+        ValueError: a value int64 cannot hold (casting would wrap it silently).
+    """
+    x = np.floor(x + 0.5)
+    if x.size and np.abs(x).max() >= 2.0**62:
+        raise ValueError(f"a value of {x.flat[np.abs(x).argmax()]:.3g} does not fit any integer state")
+    return x.astype(np.int64)
 
 
 def quantize_layer(folded: FoldedLayer, time_steps: int, accumulate_shift: int,
@@ -87,10 +95,17 @@ def to_fixed_point(folded: Sequence[FoldedLayer], time_steps: int, input_bits: i
     """
     network = SpikingNetwork([], time_steps, input_bits, tuple(input_shape), list(class_names), dict(metadata or {}))
     for i, layer in enumerate(folded):
+        for name, values in (("weights", layer.weight), ("biases", layer.bias),
+                             ("shortcut weights", None if layer.skip is None else layer.skip.weight)):
+            if values is not None and not np.isfinite(values).all():
+                raise ValueError(f"layer {i} has NaN or infinite {name}")
         shift = 1 if i > 0 else -(-input_bits // time_steps)
         weight_shift = best_weight_shift(float(np.abs(layer.weight).max()))
         while True:
-            candidate = quantize_layer(layer, time_steps, shift, weight_shift)
+            try:
+                candidate = quantize_layer(layer, time_steps, shift, weight_shift)
+            except ValueError as exc:
+                raise ValueError(f"layer {i}: {exc}") from None
             skip_levels = network.layers[layer.skip.source].levels if layer.skip is not None else 0
             spare = candidate.headroom_bits(network.input_levels if i == 0 else network.layers[-1].levels,
                                             skip_levels)

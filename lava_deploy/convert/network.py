@@ -13,12 +13,9 @@ from typing import Optional
 
 import numpy as np
 
-#: Loihi's signed state range (24 bits) that every membrane potential must fit.
-STATE_BITS = 24
-#: Loihi synapse: 8-bit mixed-sign weights lose their lowest bit, so mantissas
-#: are even integers in [-256, 254] (lava's Dense truncates anything else).
-WEIGHT_MANTISSA_MIN = -256
-WEIGHT_MANTISSA_MAX = 254
+from lava_deploy import chip
+from lava_deploy.chip import STATE_BITS
+from lava_deploy.errors import DeployError
 
 
 @dataclass
@@ -242,22 +239,50 @@ def encode_input_digits(codes: np.ndarray, input_bits: int, time_steps: int) -> 
     return np.stack([(codes >> (shift * (time_steps - 1 - j))) & mask for j in range(time_steps)])
 
 
-def check_headroom(network: SpikingNetwork, reserve_bits: int = 0) -> list[int]:
-    """Return the spare bits per layer; raise ValueError if any layer could overflow.
+def validate_network(network: SpikingNetwork) -> None:
+    """Refuse an integer network that Loihi's fixed point cannot run exactly: the one rule for every path.
 
-    Args:
-        network: the converted network.
-        reserve_bits: extra bits to demand beyond merely fitting.
+    The netx reader applies it to every file, the writer to everything it
+    writes, so export, ``info``, ``check`` and every backend agree on what can
+    run: weight mantissas on the 8-bit grid, weight exponents in the file's
+    range, thresholds and clamps inside the 24-bit state, T and input bits in
+    range, and no membrane potential that can leave the 24-bit state for any
+    input (:meth:`SpikingLayer.headroom_bits`). A network that passes never
+    overflows on any backend; the reference never reports figures for a
+    network Lava would stop on.
+
+    Raises:
+        DeployError: one line naming the layer and the value at fault.
     """
-    spare = network.headroom()
-    bad = [i for i, s in enumerate(spare) if s < reserve_bits]
-    if bad:
-        i = bad[0]
-        raise ValueError(
-            f"layer {i} can overflow Loihi's {STATE_BITS}-bit state by {-spare[i]} bit(s) "
-            f"(bounds {network.layers[i].potential_bounds(network.layer_input_levels(i), network.skip_levels(i))})"
-        )
-    return spare
+    T = network.time_steps
+    if not chip.TIME_STEPS_MIN <= T <= chip.TIME_STEPS_MAX:
+        raise DeployError(f"T = {T} time steps outside {chip.TIME_STEPS_MIN}..{chip.TIME_STEPS_MAX}")
+    if not chip.INPUT_BITS_MIN <= network.input_bits <= chip.INPUT_BITS_MAX:
+        raise DeployError(f"input bits {network.input_bits} outside {chip.INPUT_BITS_MIN}..{chip.INPUT_BITS_MAX}")
+    for i, layer in enumerate(network.layers):
+        for synapse in layer.synapses_in:
+            what = f"layer {i}: " + ("shortcut " if synapse is layer.skip else "")
+            if not chip.WEIGHT_EXP_MIN <= synapse.weight_exp <= chip.WEIGHT_EXP_MAX:
+                raise DeployError(f"{what}weight exponent {synapse.weight_exp} outside the chip's "
+                                  f"{chip.WEIGHT_EXP_MIN}..{chip.WEIGHT_EXP_MAX} (weights too large for 8 bits)")
+            mantissa = synapse.weight_mantissa
+            if mantissa.size and (mantissa.min() < chip.WEIGHT_MANTISSA_MIN or mantissa.max() > chip.WEIGHT_MANTISSA_MAX
+                                  or (mantissa % 2).any()):
+                raise DeployError(f"{what}weight mantissas are not even integers in "
+                                  f"[{chip.WEIGHT_MANTISSA_MIN}, {chip.WEIGHT_MANTISSA_MAX}]")
+        if not 0 <= layer.scale_exp < chip.STATE_BITS:
+            raise DeployError(f"layer {i}: scale exponent {layer.scale_exp} outside 0..{chip.STATE_BITS - 1}")
+        if not layer.is_readout:
+            if not 1 <= layer.levels < (1 << T):
+                raise DeployError(f"layer {i}: {layer.levels} levels outside 1..{(1 << T) - 1} for T = {T}")
+            if (layer.levels << layer.scale_exp) >= chip.STATE_LIMIT:
+                raise DeployError(f"layer {i}: threshold 2^{T - 1 + layer.scale_exp} (top level "
+                                  f"{layer.levels << layer.scale_exp}) does not fit the {chip.STATE_BITS}-bit state")
+        spare = layer.headroom_bits(network.layer_input_levels(i), network.skip_levels(i))
+        if spare < 0:
+            low, high = layer.potential_bounds(network.layer_input_levels(i), network.skip_levels(i))
+            raise DeployError(f"layer {i}: membrane potential can reach {high if high >= -low else low}, which "
+                              f"overflows Loihi's {chip.STATE_BITS}-bit state by {-spare} bit(s)")
 
 
 def layer_summary(network: SpikingNetwork) -> list[dict]:

@@ -2,26 +2,47 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from lava_deploy.convert import convert_model
 from lava_deploy.convert.network import SpikingNetwork, layer_summary
+from lava_deploy.errors import DeployError
+from lava_deploy.files import check_output_file
 from lava_deploy.simulate.reference import run_reference
 from lava_deploy.train.checkpoint import file_sha256, load_checkpoint
 
 
-def export(checkpoint: str | Path, output: str | Path) -> SpikingNetwork:
+#: Largest fall of test accuracy from the float network to the integer one that export accepts unasked.
+MAX_ACCURACY_DROP = 0.05
+
+
+def export(checkpoint: str | Path, output: str | Path,
+           max_accuracy_drop: Optional[float] = MAX_ACCURACY_DROP) -> SpikingNetwork:
     """Convert a trained checkpoint and write it as a netx HDF5 file (atomically).
 
     The file records the source checkpoint's SHA-256, the float QCFS test
     accuracy measured at training and the integer reference's test accuracy
-    measured here, so the quantization loss travels with the model.
+    measured here, so the quantization loss travels with the model. Nothing
+    is written that the reader would refuse (chip ranges, 24-bit state) or
+    whose integer accuracy collapses against the float one.
+
+    Args:
+        checkpoint: a checkpoint written by ``lava-deploy train`` (or :func:`save_checkpoint`).
+        output: the netx HDF5 file to write; its folder must exist, and it must not be the checkpoint.
+        max_accuracy_drop: refuse a network whose integer test accuracy is lower than the float
+            one by more than this (a fraction); None writes it anyway (for experiments).
 
     Returns:
         The converted network, as written.
+
+    Raises:
+        DeployError: bad paths, a damaged checkpoint, a network the chip cannot take, or an
+            accuracy collapse (one line naming the layer or the figures).
     """
     from lava_deploy.export.netx import write_netx
     from lava_deploy.simulate import simulation_inputs
 
+    check_output_file(output, inputs=[checkpoint])
     model, info = load_checkpoint(checkpoint)
     metadata = {
         "dataset": info.dataset,
@@ -32,7 +53,13 @@ def export(checkpoint: str | Path, output: str | Path) -> SpikingNetwork:
     }
     network = convert_model(model, info.input_shape, info.input_bits, info.class_names, metadata)
     codes, labels = simulation_inputs(network, info.dataset)
-    network.metadata["reference_test_accuracy"] = float((run_reference(network, codes).predictions == labels).mean())
+    integer = float((run_reference(network, codes).predictions == labels).mean())
+    network.metadata["reference_test_accuracy"] = integer
+    drop = metadata["float_test_accuracy"] - integer
+    if max_accuracy_drop is not None and drop > max_accuracy_drop:      # NaN (no float figure) never refuses
+        raise DeployError(f"the integer network's test accuracy {integer:.4f} is {100 * drop:.1f} points below the "
+                          f"float network's {metadata['float_test_accuracy']:.4f} (more than "
+                          f"{100 * max_accuracy_drop:.0f}): not written (--force writes it anyway)")
     write_netx(network, output)
     return network
 

@@ -29,17 +29,26 @@ from typing import Any
 import h5py
 import numpy as np
 
-from lava_deploy.convert.network import (WEIGHT_MANTISSA_MAX, WEIGHT_MANTISSA_MIN, SkipInput, SpikingLayer,
-                                         SpikingNetwork, conv_output_size)
+from lava_deploy import chip
+from lava_deploy.convert.network import SkipInput, SpikingLayer, SpikingNetwork, conv_output_size, validate_network
 from lava_deploy.errors import DeployError
 from lava_deploy.files import atomic_output
 
 FORMAT_VERSION = 1
 #: Our accumulate-then-emit neuron's type name in ``layer/i/neuron/type`` (netx stores S10 strings).
 NEURON_TYPE = "ACCEMIT"
-_CONV_KEYS = ("inChannels", "outChannels", "kernelSize", "stride", "padding", "dilation", "groups")
 _NEURON_KEYS = ("timeSteps", "levels", "scaleExp", "vThMant", "accumulateShift", "phase", "readout")
 _SKIP_KEYS = ("source", "inChannels", "outChannels", "kernelSize", "stride", "padding", "weightExponent", "delay")
+#: Largest array a file may make the reader allocate (bytes), and the most elements a non-weight key may hold.
+READ_BUDGET_BYTES = 1 << 30
+_SMALL_KEY_ELEMENTS = 16
+#: Integers beyond this cannot be a weight, bias or size of any network; refusing them keeps int64 from wrapping.
+_INT_LIMIT = 1 << 62
+#: Largest ratio of an array's size in memory to its bytes in the file (deflate's limit is about 1032:1):
+#: a few stored bytes cannot declare gigabytes.
+_MAX_EXPANSION = 1100
+#: Largest image side, and most neurons in one layer, a file may declare.
+_MAX_SIDE, _MAX_NEURONS = 1 << 14, 1 << 24
 
 
 def _type(name: str) -> np.ndarray:
@@ -51,7 +60,11 @@ def write_netx(network: SpikingNetwork, path: str | Path) -> None:
     """Write ``network`` as a netx HDF5 file, atomically (temporary file, then rename).
 
     Nothing is left behind on error: neither a partial file nor the temporary one.
+
+    Raises:
+        DeployError: the network breaks a rule the reader applies (:func:`validate_network`).
     """
+    validate_network(network)
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
         _write(f, network)
 
@@ -126,16 +139,29 @@ class _Reader:
     def fail(self, where: str, message: str) -> DeployError:
         return DeployError(f"{self.path.name}: {where}: {message}")
 
-    def value(self, group: h5py.Group, key: str, where: str) -> np.ndarray:
+    def value(self, group: h5py.Group, key: str, where: str, shape: tuple | None = None) -> np.ndarray:
+        """Read ``key`` after checking, from its header alone, that it is the expected shape and affordable."""
         if key not in group:
             raise self.fail(where, f"missing key '{key}'")
+        dataset = group[key]
+        if not isinstance(dataset, h5py.Dataset):
+            raise self.fail(where, f"'{key}' is not an array")
+        if shape is not None and tuple(dataset.shape) != tuple(shape):
+            raise self.fail(where, f"'{key}' has shape {tuple(dataset.shape)}, expected {tuple(shape)}")
+        if shape is None and dataset.size > _SMALL_KEY_ELEMENTS:
+            raise self.fail(where, f"'{key}' holds {dataset.size} values; expected at most {_SMALL_KEY_ELEMENTS}")
+        declared = dataset.size * dataset.dtype.itemsize
+        stored = dataset.id.get_storage_size()
+        if declared > READ_BUDGET_BYTES or (declared > 4096 and declared > stored * _MAX_EXPANSION):
+            raise self.fail(where, f"'{key}' declares {declared} bytes but the file stores {stored} for it "
+                                   f"(limit {READ_BUDGET_BYTES} bytes)")
         try:
-            return np.asarray(group[key][()])
+            return np.asarray(dataset[()])
         except Exception as exc:  # h5py raises several kinds for damaged data
-            raise self.fail(where, f"cannot read '{key}': {exc}") from None
+            raise self.fail(where, f"cannot read '{key}': {_first_line(exc)}") from None
 
     def integers(self, group: h5py.Group, key: str, where: str, shape: tuple | None = None) -> np.ndarray:
-        data = self.value(group, key, where)
+        data = self.value(group, key, where, shape)
         if data.dtype.kind not in "iuf":
             raise self.fail(where, f"'{key}' is not numeric")
         if data.dtype.kind == "f":
@@ -143,15 +169,49 @@ class _Reader:
                 raise self.fail(where, f"'{key}' contains NaN or infinity")
             if (data != np.round(data)).any():
                 raise self.fail(where, f"'{key}' holds non-integer values")
-        if shape is not None and tuple(data.shape) != tuple(shape):
-            raise self.fail(where, f"'{key}' has shape {tuple(data.shape)}, expected {tuple(shape)}")
+        if data.size and (data.min() < -_INT_LIMIT or data.max() > _INT_LIMIT):
+            raise self.fail(where, f"'{key}' holds values beyond +-2^62")
         return data.astype(np.int64)
 
-    def scalar(self, group: h5py.Group, key: str, where: str) -> int:
+    def scalar(self, group: h5py.Group, key: str, where: str, low: int | None = None, high: int | None = None) -> int:
         data = self.integers(group, key, where)
         if data.size != 1:
             raise self.fail(where, f"'{key}' should be one number, has shape {data.shape}")
-        return int(data.reshape(-1)[0])
+        value = int(data.reshape(-1)[0])
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise self.fail(where, f"'{key}' {value} outside {low}..{high}")
+        return value
+
+    def pairs(self, group: h5py.Group, keys: tuple[str, ...], where: str, low: int, high: int) -> dict:
+        """Conv geometry: each key one number or an (H, W) pair, within low..high."""
+        out = {}
+        for key in keys:
+            data = self.integers(group, key, where)
+            if data.size not in (1, 2) or data.min() < low or data.max() > high:
+                raise self.fail(where, f"'{key}' must be one or two numbers in {low}..{high}")
+            out[key] = tuple(int(v) for v in np.broadcast_to(data.reshape(-1), (2,)))
+        return out
+
+    def attribute(self, name: str, kind: type, decode_json: bool = False) -> Any:
+        """A ``lava_deploy`` attribute of the expected type (JSON-decoded first where it is stored as JSON)."""
+        attrs = self.f["lava_deploy"].attrs
+        if name not in attrs:
+            raise self.fail("lava_deploy", f"missing attribute '{name}'")
+        value = attrs[name]
+        try:
+            if decode_json:
+                value = json.loads(value.decode() if isinstance(value, bytes) else str(value))
+            elif kind is int:
+                value = np.asarray(value)
+                if value.size != 1 or value.dtype.kind not in "iu":
+                    raise ValueError("not one integer")
+                value = int(value.reshape(-1)[0])
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:
+            raise self.fail("lava_deploy", f"attribute '{name}' is malformed ({_first_line(exc)})") from None
+        if not isinstance(value, kind):
+            raise self.fail("lava_deploy", f"attribute '{name}' must be a JSON {kind.__name__}, "
+                                           f"got {type(value).__name__}")
+        return value
 
     def text(self, group: h5py.Group, key: str, where: str) -> str:
         data = self.value(group, key, where).reshape(-1)
@@ -171,6 +231,8 @@ def neuron_types(path: str | Path) -> list[str]:
 
 
 def _open(path: Path) -> h5py.File:
+    if path.is_dir():
+        raise DeployError(f"network file {path} is a folder, not a netx HDF5 file")
     if not path.is_file():
         raise DeployError(f"network file {path} does not exist")
     try:
@@ -189,9 +251,20 @@ def read_netx(path: str | Path) -> SpikingNetwork:
     with _open(path) as f:
         reader = _Reader(path, f)
         try:
-            return _read(reader, f)
-        except (KeyError, ValueError, TypeError, OSError) as exc:   # damage below the keys we check
-            raise DeployError(f"{path.name}: damaged file: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            network = _read(reader, f)
+        except (KeyError, ValueError, TypeError, OSError, AttributeError, OverflowError, RuntimeError) as exc:
+            # h5py's damage below the keys we check surfaces as many kinds
+            raise DeployError(f"{path.name}: damaged file: {_first_line(exc)}") from None
+    try:
+        validate_network(network)
+    except DeployError as exc:
+        raise DeployError(f"{path.name}: {exc}") from None
+    return network
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _read(r: _Reader, f: h5py.File) -> SpikingNetwork:
@@ -200,26 +273,33 @@ def _read(r: _Reader, f: h5py.File) -> SpikingNetwork:
         what = f"a stock netx network ({', '.join(sorted(kinds))} neurons)" if kinds else "not a lava-deploy network"
         raise r.fail("lava_deploy", f"missing group: {what}" +
                      ("; run it with --backend lava-cpu --input-spikes FILE.npy" if kinds else ""))
-    attrs = f["lava_deploy"].attrs
-    for key in ("formatVersion", "timeSteps", "inputBits", "classNames", "metadata"):
-        if key not in attrs:
-            raise r.fail("lava_deploy", f"missing attribute '{key}'")
-    if int(attrs["formatVersion"]) > FORMAT_VERSION:
-        raise r.fail("lava_deploy", f"format version {int(attrs['formatVersion'])} is newer than this lava-deploy reads")
-    T, input_bits = int(attrs["timeSteps"]), int(attrs["inputBits"])
-    if not 1 <= T <= 8:
-        raise r.fail("lava_deploy", f"timeSteps {T} outside 1..8")
-    if "layer" not in f or "0" not in f["layer"]:
+    if not isinstance(f["lava_deploy"], h5py.Group):
+        raise r.fail("lava_deploy", "must be a group")
+    version = r.attribute("formatVersion", int)
+    if not 1 <= version <= FORMAT_VERSION:
+        raise r.fail("lava_deploy", f"format version {version} is not one this lava-deploy reads (1..{FORMAT_VERSION})")
+    T, input_bits = r.attribute("timeSteps", int), r.attribute("inputBits", int)
+    if not chip.TIME_STEPS_MIN <= T <= chip.TIME_STEPS_MAX:
+        raise r.fail("lava_deploy", f"timeSteps {T} outside {chip.TIME_STEPS_MIN}..{chip.TIME_STEPS_MAX}")
+    if not chip.INPUT_BITS_MIN <= input_bits <= chip.INPUT_BITS_MAX:
+        raise r.fail("lava_deploy", f"inputBits {input_bits} outside {chip.INPUT_BITS_MIN}..{chip.INPUT_BITS_MAX}")
+    class_names, metadata = r.attribute("classNames", list, decode_json=True), r.attribute("metadata", dict, True)
+    if not all(isinstance(name, str) for name in class_names):
+        raise r.fail("lava_deploy", "attribute 'classNames' must be a JSON list of strings")
+    if "layer" not in f or not isinstance(f["layer"], h5py.Group) or "0" not in f["layer"]:
         raise r.fail("layer/0", "missing input layer")
     layers_group = f["layer"]
+    if not all(isinstance(layers_group[n], h5py.Group) for n in layers_group):
+        raise r.fail("layer", "every layer/N must be a group")
     names = sorted(layers_group, key=lambda k: int(k) if k.isdigit() else -1)
     if [n for n in names if not n.isdigit()] or [int(n) for n in names] != list(range(len(names))):
         raise r.fail("layer", f"layer groups must be numbered 0..n-1, found {names}")
     if r.text(layers_group["0"], "type", "layer/0") != "input":
         raise r.fail("layer/0", "the first layer must have type 'input'")
     input_shape = tuple(int(s) for s in r.integers(layers_group["0"], "shape", "layer/0", (3,)))
-    network = SpikingNetwork([], T, input_bits, input_shape, json.loads(attrs["classNames"]),
-                             json.loads(attrs["metadata"]))
+    if min(input_shape) < 1 or max(input_shape) > _MAX_SIDE or np.prod(input_shape) > _MAX_NEURONS:
+        raise r.fail("layer/0", f"'shape' {input_shape} outside 1..{_MAX_SIDE} per axis")
+    network = SpikingNetwork([], T, input_bits, input_shape, class_names, metadata)
     shape = input_shape
     layer_of: dict[int, int] = {}       # layer/N group -> index of the layer it holds
     for name in names[1:]:
@@ -252,24 +332,23 @@ def _read_skip(r: _Reader, group: h5py.Group, where: str, network: SpikingNetwor
     index, layer = len(network.layers) - 1, network.layers[-1]
     if r.text(group, "type", where) != "conv":
         raise r.fail(where, "'type' must be 'conv' (a shortcut is a 1x1 identity or projection convolution)")
-    p = {k: r.integers(group, k, where) for k in _SKIP_KEYS}
-    source_group = int(p["source"].reshape(-1)[0])
+    source_group = r.scalar(group, "source", where)
     if source_group not in layer_of or network.layers[layer_of[source_group]].is_readout:
         raise r.fail(where, f"'source' layer/{source_group} is not an earlier layer with neurons")
     source = network.layers[layer_of[source_group]]
-    pairs = {k: tuple(int(v) for v in np.broadcast_to(p[k], (2,))) for k in ("kernelSize", "stride", "padding")}
-    if int(p["inChannels"].reshape(-1)[0]) != source.output_shape[0]:
+    pairs = r.pairs(group, ("kernelSize", "stride"), where, 1, _MAX_SIDE)
+    pairs.update(r.pairs(group, ("padding",), where, 0, _MAX_SIDE))
+    if r.scalar(group, "inChannels", where) != source.output_shape[0]:
         raise r.fail(where, f"'inChannels' is not the {source.output_shape[0]} channels of layer/{source_group}")
-    exp = int(p["weightExponent"].reshape(-1)[0])
-    if not 0 <= exp <= 7:
-        raise r.fail(where, f"'weightExponent' {exp} outside 0..7")
+    r.scalar(group, "outChannels", where, layer.output_shape[0], layer.output_shape[0])
+    exp = r.scalar(group, "weightExponent", where, chip.WEIGHT_EXP_MIN, chip.WEIGHT_EXP_MAX)
     weight = r.integers(group, "weight", where, (layer.output_shape[0], source.output_shape[0], *pairs["kernelSize"]))
     skip = SkipInput(layer_of[source_group], _mantissa(r, where, weight, exp), exp, tuple(source.output_shape),
                      pairs["stride"], pairs["padding"])
     if skip.output_shape != layer.output_shape:
         raise r.fail(where, f"the shortcut gives {skip.output_shape}, the layer's neurons are {layer.output_shape}")
     layer.skip = skip
-    delay, expected = int(p["delay"].reshape(-1)[0]), network.skip_delay(index)
+    delay, expected = r.scalar(group, "delay", where), network.skip_delay(index)
     if delay != expected:
         raise r.fail(where, f"misaligned: 'delay' is {delay} steps, but layer/{source_group}'s spikes meet this "
                             f"layer's other input only after {expected}")
@@ -279,39 +358,43 @@ def _mantissa(r: _Reader, where: str, weight: np.ndarray, exp: int) -> np.ndarra
     """The even 8-bit mantissa of weights stored shifted by ``exp`` (one line if they are not)."""
     mantissa = weight >> exp
     if (mantissa << exp != weight).any() or (mantissa % 2).any() \
-            or mantissa.min() < WEIGHT_MANTISSA_MIN or mantissa.max() > WEIGHT_MANTISSA_MAX:
-        raise r.fail(where, f"'weight' is not an even 8-bit mantissa in [-256, 254] shifted by {exp}")
+            or mantissa.min() < chip.WEIGHT_MANTISSA_MIN or mantissa.max() > chip.WEIGHT_MANTISSA_MAX:
+        raise r.fail(where, f"'weight' is not an even 8-bit mantissa in [{chip.WEIGHT_MANTISSA_MIN}, "
+                            f"{chip.WEIGHT_MANTISSA_MAX}] shifted by {exp}")
     return mantissa
 
 
 def _read_layer(r: _Reader, group: h5py.Group, where: str, kind: str, in_shape: tuple,
                 T: int, index: int) -> SpikingLayer:
-    exp = r.scalar(group, "weightExponent", where)
-    if not 0 <= exp <= 7:
-        raise r.fail(where, f"'weightExponent' {exp} outside 0..7")
+    exp = r.scalar(group, "weightExponent", where, chip.WEIGHT_EXP_MIN, chip.WEIGHT_EXP_MAX)
     geometry: dict[str, Any] = {}
     if kind == "dense":
         fan_in = int(np.prod(in_shape))
-        out = r.scalar(group, "outFeatures", where)
+        out = r.scalar(group, "outFeatures", where, 1, _MAX_NEURONS)
         if r.scalar(group, "inFeatures", where) != fan_in:
             raise r.fail(where, f"'inFeatures' is not the {fan_in} outputs of the layer before")
         weight = r.integers(group, "weight", where, (out, fan_in))
         out_shape = (out, 1, 1)
     else:
-        values = {k: r.integers(group, k, where) for k in _CONV_KEYS}
-        pairs = {k: tuple(int(v) for v in np.broadcast_to(values[k], (2,))) for k in ("kernelSize", "stride", "padding", "dilation")}
-        groups, out = int(values["groups"].reshape(-1)[0]), int(values["outChannels"].reshape(-1)[0])
-        if int(values["inChannels"].reshape(-1)[0]) != in_shape[0]:
+        pairs = r.pairs(group, ("kernelSize", "stride", "dilation"), where, 1, _MAX_SIDE)
+        pairs.update(r.pairs(group, ("padding",), where, 0, _MAX_SIDE))
+        out = r.scalar(group, "outChannels", where, 1, _MAX_NEURONS)
+        groups = r.scalar(group, "groups", where, 1, in_shape[0])
+        if r.scalar(group, "inChannels", where) != in_shape[0]:
             raise r.fail(where, f"'inChannels' is not the {in_shape[0]} channels of the layer before")
-        weight = r.integers(group, "weight", where, (out, in_shape[0] // max(groups, 1), *pairs["kernelSize"]))
+        if in_shape[0] % groups or out % groups:
+            raise r.fail(where, f"'groups' {groups} does not divide the {in_shape[0]} input and {out} output channels")
         out_shape = (out, *(conv_output_size(in_shape[1 + a], pairs["kernelSize"][a], pairs["stride"][a],
                                              pairs["padding"][a], pairs["dilation"][a]) for a in range(2)))
+        if min(out_shape) < 1 or np.prod(out_shape) > _MAX_NEURONS:
+            raise r.fail(where, f"the conv's output shape {out_shape} is empty or larger than {_MAX_NEURONS} neurons")
+        weight = r.integers(group, "weight", where, (out, in_shape[0] // groups, *pairs["kernelSize"]))
         geometry = dict(stride=pairs["stride"], padding=pairs["padding"], dilation=pairs["dilation"], groups=groups)
         if tuple(r.integers(group, "shape", where)) != out_shape:
             raise r.fail(where, f"'shape' is not the conv's output shape {out_shape}")
     mantissa = _mantissa(r, where, weight, exp)
     bias = r.integers(group, "bias", where, (out,))
-    if "neuron" not in group:
+    if "neuron" not in group or not isinstance(group["neuron"], h5py.Group):
         raise r.fail(where, "missing group 'neuron'")
     neuron, nwhere = group["neuron"], f"{where}/neuron"
     neuron_type = r.text(neuron, "type", nwhere)

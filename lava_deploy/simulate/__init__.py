@@ -14,9 +14,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from lava_deploy.convert.network import SpikingNetwork
+from lava_deploy.convert.network import SpikingNetwork, validate_network
 from lava_deploy.errors import DeployError
-from lava_deploy.files import atomic_output
+from lava_deploy.files import atomic_output, check_output_file
 from lava_deploy.simulate.reference import _popcount, run_reference
 from lava_deploy.train.data import load_dataset, quantize_input
 
@@ -86,18 +86,23 @@ def load_network(path: str | Path) -> SpikingNetwork:
     return read_netx(path)
 
 
+def check_samples(samples: Optional[int]) -> None:
+    """Refuse a sample count that is not a whole number of at least 1 (None means all)."""
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        raise DeployError(f"--samples must be a whole number of at least 1, got {samples}")
+
+
 def simulation_inputs(network: SpikingNetwork, dataset: str, samples: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
     """The first ``samples`` test images of ``dataset`` as input codes, with their labels.
 
     Raises:
         DeployError: the dataset's image shape differs from the network's input.
     """
+    check_samples(samples)
     data = load_dataset(dataset)
     if tuple(data.input_shape) != tuple(network.input_shape):
         raise DeployError(f"dataset '{dataset}' has images of shape {tuple(data.input_shape)}, "
                           f"the network expects {tuple(network.input_shape)}")
-    if samples is not None and samples < 1:
-        raise DeployError(f"--samples must be at least 1, got {samples}")
     count = len(data.y_test) if samples is None else min(samples, len(data.y_test))
     return quantize_input(data.x_test[:count], network.input_bits), data.y_test[:count].astype(np.int64)
 
@@ -124,7 +129,9 @@ def simulate(network: SpikingNetwork | str | Path, dataset: str = "digits", back
     if backend == "loihi2":
         from lava_deploy.simulate.loihi2 import require_loihi2
         require_loihi2()        # before any work: without lava-loihi this is all the user sees
-    if not isinstance(network, SpikingNetwork):
+    if isinstance(network, SpikingNetwork):
+        validate_network(network)       # a file was checked when read; one rule for every backend
+    else:
         network = load_network(network)
     codes, labels = simulation_inputs(network, dataset, samples)
     if backend == "reference":
@@ -164,6 +171,8 @@ def simulate_spikes(network: str | Path, input_spikes: np.ndarray | str | Path, 
     """
     if backend != "lava-cpu":
         raise DeployError(f"stock netx networks run on --backend lava-cpu only, not '{backend}'")
+    if output is not None:
+        check_output_file(output, inputs=[network] + ([] if isinstance(input_spikes, np.ndarray) else [input_spikes]))
     if not isinstance(input_spikes, np.ndarray):
         input_spikes = _load_npy(Path(input_spikes))
     from lava_deploy.simulate.lava_cpu.runner import run_stock_netx

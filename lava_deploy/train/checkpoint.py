@@ -2,18 +2,22 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+import pickle
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from lava_deploy import chip
 from lava_deploy.errors import DeployError
 from lava_deploy.files import atomic_output
 from lava_deploy.train.models import build_model
 
 FORMAT = "lava-deploy-checkpoint"
 VERSION = 1
+#: Largest image side a checkpoint may describe.
+_MAX_SIDE = 1 << 14
 
 
 @dataclass
@@ -60,29 +64,84 @@ def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo) -> None
 def load_checkpoint(path: str | Path) -> tuple[nn.Sequential, ModelInfo]:
     """Rebuild the trained model (in eval mode) and its info from a checkpoint.
 
+    Nothing in the file can run code: it is read with ``weights_only=True``
+    (plain dicts, lists, strings, numbers and tensors only), the recorded
+    model description is type-checked, and the model is first built on
+    PyTorch's meta device (no memory) and compared with the stored tensors
+    before it is built for real, so a description cannot make it allocate
+    more than the file holds.
+
     Raises:
-        DeployError: missing, unreadable or foreign file.
+        DeployError: missing, unreadable, foreign or damaged file (one line).
     """
     path = Path(path)
+    if path.is_dir():
+        raise DeployError(f"checkpoint {path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise DeployError(f"checkpoint {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise DeployError(f"{path} holds objects other than plain data and tensors ({_first_line(exc)}); "
+                          "lava-deploy never unpickles them: save a state dict, or re-train with "
+                          "'lava-deploy train' / save_checkpoint") from None
     except Exception as exc:  # torch raises many kinds for a damaged file
         raise DeployError(f"cannot read checkpoint {path}: {_first_line(exc)}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DeployError(f"{path} is not a lava-deploy checkpoint (train one with 'lava-deploy train')")
+    if payload.get("version") != VERSION:
+        raise DeployError(f"checkpoint {path} has format version {payload.get('version')!r}; this lava-deploy "
+                          f"reads version {VERSION}")
     try:
-        info_dict = dict(payload["info"])
-        info_dict["input_shape"] = tuple(info_dict["input_shape"])
-        info = ModelInfo(**info_dict)
+        info = _model_info(payload.get("info"))
+        state = payload.get("state_dict")
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ValueError("'state_dict' is not a dict of tensors")
+        with torch.device("meta"):
+            expected = build_model(info.spec, info.input_shape, info.levels).state_dict()
+        if {k: tuple(v.shape) for k, v in expected.items()} != {k: tuple(v.shape) for k, v in state.items()}:
+            raise ValueError("its tensors do not match the model it describes")
         model = build_model(info.spec, info.input_shape, info.levels)
-        model.load_state_dict(payload["state_dict"])
-    except DeployError:
-        raise
+        model.load_state_dict(state)
+    except DeployError as exc:
+        raise DeployError(f"checkpoint {path} is damaged: {exc}") from None
     except Exception as exc:
         raise DeployError(f"checkpoint {path} is damaged: {_first_line(exc)}") from None
     return model.eval(), info
+
+
+def _model_info(data: object) -> ModelInfo:
+    """Type-check the recorded model description before anything is built from it."""
+    if not isinstance(data, dict) or set(data) != {f.name for f in fields(ModelInfo)}:
+        raise ValueError("'info' does not describe a model")
+    shape = data["input_shape"]
+    checks = {
+        "model": isinstance(data["model"], str),
+        "spec": isinstance(data["spec"], list) and all(isinstance(layer, dict) and _plain(layer)
+                                                       for layer in data["spec"]),
+        "input_shape": isinstance(shape, (list, tuple)) and len(shape) == 3
+        and all(isinstance(s, int) and 1 <= s <= _MAX_SIDE for s in shape),
+        "levels": isinstance(data["levels"], int) and 1 <= data["levels"] < (1 << chip.TIME_STEPS_MAX),
+        "input_bits": isinstance(data["input_bits"], int)
+        and chip.INPUT_BITS_MIN <= data["input_bits"] <= chip.INPUT_BITS_MAX,
+        "dataset": isinstance(data["dataset"], str),
+        "class_names": isinstance(data["class_names"], list) and all(isinstance(n, str) for n in data["class_names"]),
+        "metrics": isinstance(data["metrics"], dict) and _plain(data["metrics"]),
+        "training": isinstance(data["training"], dict) and _plain(data["training"]),
+    }
+    bad = [key for key, ok in checks.items() if not ok]
+    if bad:
+        raise ValueError(f"'info' has a malformed '{bad[0]}'")
+    return ModelInfo(**{**data, "input_shape": tuple(shape)})
+
+
+def _plain(value: object) -> bool:
+    """True for JSON-like data: what a model description may hold."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, (str, int, float, bool))
 
 
 def file_sha256(path: str | Path) -> str:

@@ -1,6 +1,7 @@
 """Training a QCFS network, with the optional fine-grained bit-L1 spike penalty."""
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from lava_deploy import chip
 from lava_deploy.errors import DeployError
+from lava_deploy.files import check_output_file
 from lava_deploy.train.checkpoint import ModelInfo, save_checkpoint
 from lava_deploy.train.data import Dataset, dequantize_input, load_dataset, quantize_input
 from lava_deploy.train.models import build_model, model_spec, qcfs_layers
@@ -47,13 +50,25 @@ class TrainConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        """Raise DeployError for arguments outside the supported range."""
-        if not 1 <= self.bits <= 8:
-            raise DeployError(f"--bits (time steps T) must be in 1..8, got {self.bits}")
-        if not 1 <= self.input_bits <= 16:
-            raise DeployError(f"--input-bits must be in 1..16, got {self.input_bits}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.bit_l1 < 0 or self.qat_epochs < 0:
-            raise DeployError("--epochs and --batch-size must be >= 1, --lr > 0, --bit-l1 and --qat-epochs >= 0")
+        """Raise DeployError (one line naming the flag) for arguments outside the supported range."""
+        ranges = {  # flag: (value, low, high)
+            "--bits (time steps T)": (self.bits, chip.TIME_STEPS_MIN, chip.TIME_STEPS_MAX),
+            "--input-bits": (self.input_bits, chip.INPUT_BITS_MIN, chip.INPUT_BITS_MAX),
+            "--epochs": (self.epochs, 1, 100_000),
+            "--batch-size": (self.batch_size, 1, 1 << 20),
+            "--qat-epochs": (self.qat_epochs, 0, 100_000),
+            "--seed": (self.seed, 0, 2**32 - 1),
+            "--lr": (self.lr, 0.0, 10.0),
+            "--bit-l1": (self.bit_l1, 0.0, 1000.0),
+            "weight decay": (self.weight_decay, 0.0, 1.0),
+        }
+        for flag, (value, low, high) in ranges.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not low <= value <= high or (isinstance(low, int) and not isinstance(value, int)):
+                raise DeployError(f"{flag} must be {'a whole number' if isinstance(low, int) else 'a number'} "
+                                  f"in {low}..{high}, got {value}")
+        if self.lr == 0:
+            raise DeployError("--lr must be greater than 0")
 
 
 @dataclass
@@ -102,6 +117,8 @@ def train(config: TrainConfig, output: Optional[str | Path] = None, progress: bo
         dataset: an already loaded dataset (else ``config.dataset`` is loaded).
     """
     config.validate()
+    if output is not None:
+        check_output_file(output)       # before training, not after it
     data = dataset or load_dataset(config.dataset)
     seed_everything(config.seed)
     levels = (1 << config.bits) - 1
@@ -146,7 +163,7 @@ def _run_epochs(model: nn.Sequential, config: TrainConfig, epochs: int, lr: floa
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * -(-len(x) // config.batch_size))
     activations = qcfs_layers(model)
     bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress)
-    for _ in bar:
+    for epoch in bar:
         model.train()
         for layer in activations:
             layer.count_spikes = config.bit_l1 > 0
@@ -159,6 +176,9 @@ def _run_epochs(model: nn.Sequential, config: TrainConfig, epochs: int, lr: floa
             loss = F.cross_entropy(out, yb)
             if config.bit_l1 > 0:
                 loss = loss + config.bit_l1 * sum(layer.spike_count for layer in activations) / neurons
+            if not torch.isfinite(loss):
+                raise DeployError(f"{desc}: training diverged (the loss became {float(loss)} in epoch {epoch + 1}); "
+                                  "lower --lr or --bit-l1")
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
