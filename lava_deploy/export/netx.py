@@ -300,6 +300,17 @@ def _read(r: _Reader, f: h5py.File) -> SpikingNetwork:
     if min(input_shape) < 1 or max(input_shape) > _MAX_SIDE or np.prod(input_shape) > _MAX_NEURONS:
         raise r.fail("layer/0", f"'shape' {input_shape} outside 1..{_MAX_SIDE} per axis")
     network = SpikingNetwork([], T, input_bits, input_shape, class_names, metadata)
+    for key, want in (("inputBits", input_bits), ("digitBits", network.input_digit_bits)):
+        if r.scalar(layers_group["0"], key, "layer/0") != want:
+            raise r.fail("layer/0", f"'{key}' is not {want} (lava_deploy's inputBits {input_bits}, T = {T})")
+    if "simulation" not in f or not isinstance(f["simulation"], h5py.Group):
+        raise r.fail("simulation", "missing group")
+    for key, want in (("Ts", 1), ("tSample", T)):      # netx's own keys: one step per time step, T per sample
+        if r.scalar(f["simulation"], key, "simulation") != want:
+            raise r.fail("simulation", f"'{key}' is not {want}")
+    shape_attr = f["lava_deploy"].attrs.get("inputShape")
+    if shape_attr is None or np.asarray(shape_attr).shape != (3,) or tuple(np.asarray(shape_attr)) != input_shape:
+        raise r.fail("lava_deploy", f"attribute 'inputShape' is not layer/0's shape {input_shape}")
     shape = input_shape
     layer_of: dict[int, int] = {}       # layer/N group -> index of the layer it holds
     for name in names[1:]:
@@ -310,7 +321,7 @@ def _read(r: _Reader, f: h5py.File) -> SpikingNetwork:
             continue
         if kind not in ("dense", "conv"):
             raise r.fail(where, f"unknown layer type '{kind}' (lava-deploy reads input, conv, flatten, dense)")
-        layer = _read_layer(r, group, where, kind, shape, T, len(network.layers))
+        layer = _read_layer(r, group, where, kind, shape, T, len(network.layers), network.input_digit_bits)
         if network.layers and network.layers[-1].is_readout:
             raise r.fail(where, "a layer follows the readout layer")
         network.layers.append(layer)
@@ -365,7 +376,7 @@ def _mantissa(r: _Reader, where: str, weight: np.ndarray, exp: int) -> np.ndarra
 
 
 def _read_layer(r: _Reader, group: h5py.Group, where: str, kind: str, in_shape: tuple,
-                T: int, index: int) -> SpikingLayer:
+                T: int, index: int, digit_bits: int) -> SpikingLayer:
     exp = r.scalar(group, "weightExponent", where, chip.WEIGHT_EXP_MIN, chip.WEIGHT_EXP_MAX)
     geometry: dict[str, Any] = {}
     if kind == "dense":
@@ -375,6 +386,8 @@ def _read_layer(r: _Reader, group: h5py.Group, where: str, kind: str, in_shape: 
             raise r.fail(where, f"'inFeatures' is not the {fan_in} outputs of the layer before")
         weight = r.integers(group, "weight", where, (out, fan_in))
         out_shape = (out, 1, 1)
+        if tuple(r.integers(group, "shape", where)) != (out,):
+            raise r.fail(where, f"'shape' is not ({out},), the layer's outFeatures")
     else:
         pairs = r.pairs(group, ("kernelSize", "stride", "dilation"), where, 1, _MAX_SIDE)
         pairs.update(r.pairs(group, ("padding",), where, 0, _MAX_SIDE))
@@ -401,14 +414,16 @@ def _read_layer(r: _Reader, group: h5py.Group, where: str, kind: str, in_shape: 
     if neuron_type != NEURON_TYPE:
         raise r.fail(nwhere, f"unknown neuron type '{neuron_type}' (lava-deploy runs {NEURON_TYPE}; "
                      "stock netx CUBA networks run through lava-dl's netx)")
-    p = {k: r.scalar(neuron, k, nwhere) for k in _NEURON_KEYS}
+    p = {k: r.scalar(neuron, k, nwhere, low, high) for k, (low, high) in {
+        "timeSteps": (T, T), "readout": (0, 1), "levels": (0, (1 << T) - 1), "scaleExp": (0, chip.STATE_BITS - 1),
+        "vThMant": (1, chip.STATE_LIMIT), "accumulateShift": (1, chip.INPUT_BITS_MAX), "phase": (0, 1 << 31)}.items()}
     layer = SpikingLayer(kind, mantissa, exp, bias, p["scaleExp"], 0 if p["readout"] else p["levels"],
                          tuple(in_shape), out_shape, accumulate_shift=p["accumulateShift"], **geometry)
-    checks = {"timeSteps": (p["timeSteps"] == T, f"differs from the network's T = {T}"),
-              "levels": (layer.is_readout or 1 <= p["levels"] < (1 << T), f"outside 1..{(1 << T) - 1}"),
-              "scaleExp": (0 <= p["scaleExp"] <= 23 and (layer.is_readout or p["scaleExp"] >= T - 1), "out of range"),
+    checks = {"levels": (layer.is_readout or p["levels"] >= 1, f"outside 1..{(1 << T) - 1}"),
+              "scaleExp": (layer.is_readout or p["scaleExp"] >= T - 1, f"below T - 1 = {T - 1}"),
               "vThMant": (p["vThMant"] == layer.threshold(T), f"is not 2**(T-1) * 2**scaleExp = {layer.threshold(T)}"),
-              "accumulateShift": (1 <= p["accumulateShift"] <= 16, "outside 1..16"),
+              "accumulateShift": (p["accumulateShift"] == (digit_bits if index == 0 else 1),
+                                  "is not the bits per input digit (layer 1) or 1"),
               "phase": (p["phase"] == 1 + index * (T + 1), f"is not the pipeline offset {1 + index * (T + 1)}")}
     for key, (ok, why) in checks.items():
         if not ok:
