@@ -1,13 +1,16 @@
 """Dataset specs on bundled data and on small files made here; input quantization."""
 from __future__ import annotations
 
+import io
 import pickle
+import pickletools
+import struct
 
 import numpy as np
 import pytest
 
 from lava_deploy.errors import DeployError
-from lava_deploy.train.data import dequantize_input, load_dataset, quantize_input
+from lava_deploy.train.data import check_input_shape, dequantize_input, load_dataset, quantize_input
 
 
 def test_digits_split_is_fixed_and_stratified():
@@ -100,6 +103,54 @@ def test_cifar10_batches(tmp_path):
     # The test split is the archive's own test batch, channel-major rows as in the archive.
     np.testing.assert_array_equal(data.y_test, test_labels)
     np.testing.assert_allclose(data.x_test[2, 1, 0, :4], test_data[2, 1024:1028] / 255.0, rtol=1e-6)
+
+
+class _Python2Pickler(pickle._Pickler):
+    """Writes str and bytes as Python 2's str (BINSTRING), as cPickle wrote the CIFAR-10 archive's batches."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_python2_str(self, obj):
+        data = obj.encode("latin-1") if isinstance(obj, str) else obj
+        short = len(data) < 256
+        self.write((pickle.SHORT_BINSTRING + bytes([len(data)]) if short
+                    else pickle.BINSTRING + struct.pack("<i", len(data))) + data)
+        self.memoize(obj)
+
+    dispatch[str] = dispatch[bytes] = save_python2_str
+
+
+def test_cifar10_python2_batch_names_only_numpy_array_globals(tmp_path):
+    written = _write_cifar(tmp_path / "c", batches=1)
+    data, labels = written["data_batch_1"]
+    buffer = io.BytesIO()
+    labels = [int(v) for v in labels]       # Python ints, as in the archive (numpy ints pickle as scalars)
+    _Python2Pickler(buffer, protocol=2).dump({b"batch_label": b"training batch 1 of 5", b"labels": labels,
+                                              b"data": data, b"filenames": [b"a.png"] * len(labels)})
+    raw = buffer.getvalue()
+    assert {arg for op, arg, _ in pickletools.genops(raw) if op.name == "GLOBAL"} == {
+        "numpy.core.multiarray _reconstruct", "numpy ndarray", "numpy dtype"}
+    (tmp_path / "c" / "data_batch_1").write_bytes(raw)
+    loaded = load_dataset(f"cifar10:{tmp_path / 'c'}")
+    np.testing.assert_array_equal(np.sort(loaded.y_train), np.sort(labels))
+    np.testing.assert_array_equal(np.sort(loaded.x_train.reshape(-1)), np.sort(data.reshape(-1) / np.float32(255)))
+
+
+def test_npz_fortran_order_and_bytes_class_names(tmp_path):
+    images = np.asfortranarray(np.random.default_rng(0).random((20, 5, 4)))
+    np.savez_compressed(tmp_path / "f.npz", x=images, y=np.arange(20) % 2, class_names=np.array([b"no", b"yes"]))
+    data = load_dataset(f"npz:{tmp_path / 'f.npz'}")
+    assert data.class_names == ["no", "yes"] and data.input_shape == (1, 5, 4)
+    flat = {img.tobytes() for img in images[:, None].astype(np.float32)}
+    assert all(img.tobytes() in flat for img in data.x_test)
+
+
+def test_check_input_shape():
+    data = load_dataset("digits")
+    check_input_shape(data, (1, 8, 8))
+    with pytest.raises(DeployError) as info:
+        check_input_shape(data, [1, 28, 28], "the model")
+    assert str(info.value) == "dataset 'digits' has images of shape (1, 8, 8), the model expects (1, 28, 28)"
 
 
 def test_cifar10_errors(tmp_path):
