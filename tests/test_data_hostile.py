@@ -2,9 +2,10 @@
 
 Every file is built here, then all are loaded by one child process that forks
 once per file under a 1 GiB address-space limit (RLIMIT_AS) and reports the
-exception and its peak resident memory (ru_maxrss). An allocation that the
-file's size does not justify fails there with MemoryError, which the loader
-must never turn into a DeployError.
+exception and its peak resident memory (ru_maxrss, the pages the child itself
+touched). The limit counts everything mapped, inherited or not: an allocation
+that the file's size does not justify fails there with MemoryError, which the
+loader must never turn into a DeployError.
 """
 from __future__ import annotations
 
@@ -238,22 +239,22 @@ def _(folder):
 
 # ---- CIFAR-10 files that unpickle but are not a batch ------------------------------------------------
 
-@case("cifar meta without label_names", "class names must be a list")
+@case("cifar meta without label_names", "b'label_names' must list the 10 class names")
 def _(folder):
     return write_cifar(folder, {"batches.meta": {b"num_vis": 3072}}), "batches.meta"
 
 
-@case("cifar meta not a dict", "class names must be a list")
+@case("cifar meta not a dict", "not a CIFAR-10 batches.meta")
 def _(folder):
     return write_cifar(folder, {"batches.meta": [b"airplane"]}), "batches.meta"
 
 
-@case("cifar meta with 3 names", "3 label_names; CIFAR-10 has 10")
+@case("cifar meta with 3 names", "must list the 10 class names")
 def _(folder):
     return write_cifar(folder, {"batches.meta": {b"label_names": [b"a", b"b", b"c"]}}), "batches.meta"
 
 
-@case("cifar meta names not text", "class names must be a list")
+@case("cifar meta names not text", "class names must be a list of 1 to 1000 strings")
 def _(folder):
     return write_cifar(folder, {"batches.meta": {b"label_names": list(range(10))}}), "batches.meta"
 

@@ -316,16 +316,18 @@ def _load_cifar10(spec: str, folder: Path) -> Dataset:
     """The ``data_batch_1..5`` and ``test_batch`` pickles of cifar-10-python.tar.gz, extracted."""
     if not folder.is_dir():
         raise DeployError(f"CIFAR-10 folder {folder} does not exist")
-    train_files = sorted(folder.glob("data_batch_*"))
+    train_files = sorted(p for p in folder.glob("data_batch_*") if p.is_file())
     if not train_files or not (folder / "test_batch").is_file():
         raise DeployError(f"{folder}: no CIFAR-10 python batches (data_batch_1..5 and test_batch)")
     names = CIFAR10_CLASSES
     meta = folder / "batches.meta"
     if meta.is_file():
         content = _unpickle(meta)
-        names = _class_names(content.get(b"label_names") if isinstance(content, dict) else None, meta.name)
-        if len(names) != len(CIFAR10_CLASSES):
-            raise DeployError(f"{meta.name}: {len(names)} label_names; CIFAR-10 has {len(CIFAR10_CLASSES)}")
+        names = content.get(b"label_names") if isinstance(content, dict) else None
+        if not isinstance(names, list) or len(names) != len(CIFAR10_CLASSES):
+            raise DeployError(f"{meta.name}: not a CIFAR-10 batches.meta (b'label_names' must list the "
+                              f"{len(CIFAR10_CLASSES)} class names)")
+        names = _class_names(names, meta.name)
     x_train, y_train = zip(*(_read_cifar_batch(p, names) for p in train_files))
     x_test, y_test = _read_cifar_batch(folder / "test_batch", names)
     return _split(spec, _images(np.concatenate(x_train)), np.concatenate(y_train), names,
