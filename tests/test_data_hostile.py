@@ -82,20 +82,25 @@ class Reduced:
         return self.reduce
 
 
-def Payload(function, *args) -> Reduced:
+def call(function, *args) -> Reduced:
     """What a hostile pickle calls on load: ``function(*args)``."""
     return Reduced(function, args)
 
 
-def touch_code(folder: Path) -> str:
-    return f"open({str(folder / MARKER)!r}, 'w').close()"
-
-
-def evil_npy(folder: Path) -> Path:
-    """A .npy whose object array runs code when loaded with allow_pickle=True."""
-    path = folder / "evil.npy"
-    np.save(path, np.array([Payload(builtins.exec, touch_code(folder))], dtype=object), allow_pickle=True)
-    return path
+def code_payload(folder: Path, kind: str) -> Reduced:
+    """A call that creates ``folder / MARKER`` when unpickled: the four ways in that the cases try."""
+    from numpy.testing._private.utils import runstring
+    folder.mkdir(parents=True, exist_ok=True)
+    touch = f"open({str(folder / MARKER)!r}, 'w').close()"
+    if kind == "os.system":
+        return call(os.system, f"touch {folder / MARKER}")
+    if kind == "builtins.exec":
+        return call(builtins.exec, touch)
+    if kind == "runstring":                  # a numpy function that runs code: allowed by 'numpy.*'
+        return call(runstring, touch, {})
+    assert kind == "numpy.load"              # another: loads a .npy whose object array runs code
+    np.save(folder / "evil.npy", np.array([call(builtins.exec, touch)], dtype=object), allow_pickle=True)
+    return call(np.load, str(folder / "evil.npy"), None, True)
 
 
 def write_cifar(folder: Path, replace: dict[str, object] | None = None, raw: dict[str, bytes] | None = None) -> str:
@@ -115,6 +120,7 @@ def write_cifar(folder: Path, replace: dict[str, object] | None = None, raw: dic
 
 
 def batch(**fields) -> dict:
+    """A valid batch of 6 images with some fields replaced (keyword names are the keys, as bytes)."""
     rng = np.random.default_rng(1)
     out = {b"data": rng.integers(0, 256, (6, 3072), dtype=np.uint8), b"labels": [1, 2, 3, 4, 5, 6]}
     out.update({key.encode(): value for key, value in fields.items()})
@@ -153,32 +159,27 @@ def labels(n: int = 10) -> np.ndarray:
 
 @case("cifar os.system", "refusing to load 'posix.system'")
 def _(folder):
-    payload = Payload(os.system, f"touch {folder / MARKER}")
-    return write_cifar(folder, {"data_batch_1": {b"data": payload, b"labels": [0]}}), "data_batch_1"
+    return write_cifar(folder, {"data_batch_1": batch(data=code_payload(folder, "os.system"))}), "data_batch_1"
 
 
 @case("cifar builtins.exec", "refusing to load 'builtins.exec'")
 def _(folder):
-    return write_cifar(folder, {"test_batch": Payload(builtins.exec, touch_code(folder))}), "test_batch"
+    return write_cifar(folder, {"test_batch": code_payload(folder, "builtins.exec")}), "test_batch"
 
 
 @case("cifar numpy runstring gadget", "refusing to load 'numpy.testing._private.utils.runstring'")
 def _(folder):
-    from numpy.testing._private.utils import runstring
-    return write_cifar(folder, {"data_batch_1": batch(data=Payload(runstring, touch_code(folder), {}))}), \
-        "data_batch_1"
+    return write_cifar(folder, {"data_batch_1": batch(data=code_payload(folder, "runstring"))}), "data_batch_1"
 
 
 @case("cifar numpy.load allow_pickle gadget", "refusing to load 'numpy.load'")
 def _(folder):
-    folder.mkdir(parents=True)
-    payload = Payload(np.load, str(evil_npy(folder)), None, True)
-    return write_cifar(folder, {"data_batch_1": batch(data=payload)}), "data_batch_1"
+    return write_cifar(folder, {"data_batch_1": batch(data=code_payload(folder, "numpy.load"))}), "data_batch_1"
 
 
 @case("cifar meta os.system", "refusing to load 'posix.system'")
 def _(folder):
-    return write_cifar(folder, {"batches.meta": Payload(os.system, f"touch {folder / MARKER}")}), "batches.meta"
+    return write_cifar(folder, {"batches.meta": code_payload(folder, "os.system")}), "batches.meta"
 
 
 @case("cifar object array with short state (segfaults numpy)", "not plain numbers")
@@ -196,20 +197,20 @@ def _(folder):
 
 @case("cifar object array holding a payload", "refusing to load 'builtins.exec'")
 def _(folder):
-    data = np.array([Payload(builtins.exec, touch_code(folder))], dtype=object)
+    data = np.array([code_payload(folder, "builtins.exec")], dtype=object)
     return write_cifar(folder, {"data_batch_1": batch(data=data)}), "data_batch_1"
 
 
 @case("cifar _reconstruct of 10**12 elements", "reconstruction numpy does not write")
 def _(folder):
     from numpy.core.multiarray import _reconstruct
-    return write_cifar(folder, {"test_batch": batch(data=Payload(_reconstruct, np.ndarray, (10 ** 12,), b"b"))}), \
+    return write_cifar(folder, {"test_batch": batch(data=call(_reconstruct, np.ndarray, (10 ** 12,), b"b"))}), \
         "test_batch"
 
 
 @case("cifar ndarray called with 10**10 objects", "not callable")
 def _(folder):
-    return write_cifar(folder, {"test_batch": batch(data=Payload(np.ndarray, (10 ** 10,), "O"))}), "test_batch"
+    return write_cifar(folder, {"test_batch": batch(data=call(np.ndarray, (10 ** 10,), "O"))}), "test_batch"
 
 
 @case("cifar memo index 2**29 (4 GiB memo)", "memo index")
@@ -427,7 +428,7 @@ def _(folder):
 
 @case("npz object x running code", "'x' holds Python objects")
 def _(folder):
-    x = np.array([Payload(builtins.exec, touch_code(folder))] * 10, dtype=object).reshape(10, 1, 1)
+    x = np.array([code_payload(folder, "builtins.exec")] * 10, dtype=object).reshape(10, 1, 1)
     return write_npz(folder, {"x": x, "y": labels()}), "d.npz"
 
 
@@ -438,7 +439,7 @@ def _(folder):
 
 @case("npz object class_names running code", "'class_names' holds Python objects")
 def _(folder):
-    names = np.array([Payload(builtins.exec, touch_code(folder)), "b"], dtype=object)
+    names = np.array([code_payload(folder, "builtins.exec"), "b"], dtype=object)
     return write_npz(folder, {"x": images(), "y": labels(), "class_names": names}), "d.npz"
 
 
@@ -526,13 +527,10 @@ def test_hostile_file_is_one_line_error(outcomes, name):
     assert re.search(CASES[name][1], message), message
 
 
-def test_payloads_would_run_if_unpickled_plainly(tmp_path):
-    """The payloads are real: plain pickle runs them and the marker appears."""
-    write_cifar(tmp_path, {"test_batch": Payload(builtins.exec, touch_code(tmp_path))})
-    pickle.loads((tmp_path / "test_batch").read_bytes())
-    assert (tmp_path / MARKER).exists()
-    (tmp_path / MARKER).unlink()
-    np.load(evil_npy(tmp_path), allow_pickle=True)
+@pytest.mark.parametrize("kind", ["os.system", "builtins.exec", "runstring", "numpy.load"])
+def test_payloads_run_when_unpickled_plainly(tmp_path, kind):
+    """The payloads are live: plain pickle runs them and the marker appears."""
+    pickle.loads(pickle.dumps(code_payload(tmp_path, kind)))
     assert (tmp_path / MARKER).exists()
 
 
