@@ -8,6 +8,7 @@ flag; outputs that cannot or must not be written. Everything runs in-process.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from lava_deploy.cli import main
 from lava_deploy.errors import DeployError
 from lava_deploy.export.netx import read_netx
+from test_data_hostile import MARKER, code_payload, images, labels, npy_header, write_cifar, write_npz
 
 SHIPPED = Path(__file__).resolve().parents[1] / "netx_models" / "digits-mlp-t3"
 
@@ -237,10 +239,59 @@ def test_netx_reader_fuzz_deleted_keys_give_only_one_line_errors(tmp_path, picks
     with h5py.File(path, "r+") as f:
         for pick in picks:
             name = entries[pick % len(entries)]
-            if name.startswith("@") and name[1:] in f["lava_deploy"].attrs:
+            if name.startswith("@") and "lava_deploy" in f and name[1:] in f["lava_deploy"].attrs:
                 del f["lava_deploy"].attrs[name[1:]]
             elif not name.startswith("@") and name in f:
                 del f[name]
     with pytest.raises(DeployError) as error:      # every entry is required
         read_netx(path)
     assert len(str(error.value).splitlines()) == 1
+
+
+def _with_dataset(corpus: Path, spec: str) -> Path:
+    """The good network, its metadata naming ``spec`` as its dataset (what ``check`` reads by default)."""
+    def edit(f: h5py.File) -> None:
+        meta = json.loads(f["lava_deploy"].attrs["metadata"])
+        f["lava_deploy"].attrs["metadata"] = json.dumps({**meta, "dataset": spec})
+    return _edited(corpus, "named.net", edit)
+
+
+@pytest.mark.parametrize("kind", ["os.system", "runstring", "numpy.load"])
+def test_cifar_payloads_never_run_through_any_verb(corpus, capsys, kind):
+    folder = corpus / "cifar"
+    spec = write_cifar(folder, replace={"test_batch": code_payload(folder, kind)})
+    marker = folder / MARKER
+    _refused(capsys, "train", "--dataset", spec, "-q", "-o", corpus / "x.pt", fragment="test_batch")
+    _refused(capsys, "check", _with_dataset(corpus, spec), fragment="test_batch")      # the file names the set
+    for verb in ("simulate", "compare"):
+        _refused(capsys, verb, corpus / "good.net", "--dataset", spec, "-q", fragment="test_batch")
+    assert not marker.exists() and not (corpus / "x.pt").exists()
+
+
+@pytest.mark.parametrize("members,fragment", [
+    ({}, "holds no arrays"),
+    ({"x": npy_header((10**6, 10**6), "<f8"), "y": labels()}, "d.npz"),                  # 7 TB declared
+    ({"x": images(), "y": np.array([10**9] + [0] * 9)}, "label"),
+    ({"x": images(), "y": np.array([5 * 10**7] + [0] * 9)}, "label"),
+])
+def test_hostile_npz_datasets_are_refused_by_every_verb(corpus, capsys, members, fragment):
+    spec = write_npz(corpus / "npz", members)
+    _refused(capsys, "train", "--dataset", spec, "-q", "-o", corpus / "x.pt", fragment=fragment)
+    for verb in ("simulate", "compare", "check"):
+        _refused(capsys, verb, corpus / "good.net", "--dataset", spec, "-q" if verb != "check" else "--json",
+                 fragment=fragment)
+    assert not (corpus / "x.pt").exists()
+
+
+def test_an_npz_of_another_image_shape_than_the_network_is_refused(corpus, capsys):
+    spec = write_npz(corpus / "npz", {"x": images(), "y": labels()})       # 4x4 images, the network takes 8x8
+    for verb in ("simulate", "compare", "check"):
+        _refused(capsys, verb, corpus / "good.net", "--dataset", spec, fragment="expects (1, 8, 8)")
+
+
+def test_an_input_spike_file_whose_header_declares_more_than_it_holds_is_refused(corpus, capsys):
+    bomb = corpus / "in.npy"
+    bomb.write_bytes(npy_header((10**6, 10**6), "<i8"))
+    _refused(capsys, "simulate", corpus / "good.net", "--backend", "lava-cpu", "--input-spikes", bomb,
+             "--output-spikes", corpus / "out.npy", fragment="in.npy")
+    assert not (corpus / "out.npy").exists()

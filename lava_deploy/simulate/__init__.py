@@ -18,7 +18,7 @@ from lava_deploy.convert.network import SpikingNetwork, validate_network
 from lava_deploy.errors import DeployError
 from lava_deploy.files import atomic_output, check_output_file
 from lava_deploy.simulate.reference import _popcount, run_reference
-from lava_deploy.train.data import load_dataset, quantize_input
+from lava_deploy.train.data import check_input_shape, load_dataset, quantize_input
 
 BACKENDS = ("reference", "lava-cpu", "loihi2")
 
@@ -100,9 +100,7 @@ def simulation_inputs(network: SpikingNetwork, dataset: str, samples: Optional[i
     """
     check_samples(samples)
     data = load_dataset(dataset)
-    if tuple(data.input_shape) != tuple(network.input_shape):
-        raise DeployError(f"dataset '{dataset}' has images of shape {tuple(data.input_shape)}, "
-                          f"the network expects {tuple(network.input_shape)}")
+    check_input_shape(data, network.input_shape)
     count = len(data.y_test) if samples is None else min(samples, len(data.y_test))
     return quantize_input(data.x_test[:count], network.input_bits), data.y_test[:count].astype(np.int64)
 
@@ -187,6 +185,7 @@ def _load_npy(path: Path) -> np.ndarray:
     if not path.is_file():
         raise DeployError(f"input spike file {path} does not exist")
     try:
-        return np.load(path, allow_pickle=False)
+        # Mapped first: a header that declares more than the file holds fails here, before any allocation.
+        return np.array(np.load(path, mmap_mode="r", allow_pickle=False))
     except (OSError, ValueError) as exc:
         raise DeployError(f"{path.name}: not a .npy array ({str(exc).splitlines()[0]})") from None
