@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -295,3 +298,36 @@ def test_an_input_spike_file_whose_header_declares_more_than_it_holds_is_refused
     _refused(capsys, "simulate", corpus / "good.net", "--backend", "lava-cpu", "--input-spikes", bomb,
              "--output-spikes", corpus / "out.npy", fragment="in.npy")
     assert not (corpus / "out.npy").exists()
+
+
+PEAK = r"""
+import resource, sys
+from lava_deploy.cli import main
+code = main(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)       # peak resident bytes of this process
+sys.exit(code)
+"""
+
+
+def _small_hostile_files(corpus: Path) -> dict[str, Path | str]:
+    """The three small files of issue #19: a 1.3 KB npz with a label of 5e7, a ~250 KB zip bomb, a 1 KB netx
+    entry declaring a 2 GB weight."""
+    label = write_npz(corpus / "label", {"x": images(), "y": np.array([5 * 10**7] + [0] * 9)})
+    bomb = write_npz(corpus / "bomb", {"x": np.zeros((320_000, 28, 28), np.uint8), "y": np.zeros(320_000, np.int64)},
+                     compression=zipfile.ZIP_DEFLATED)
+    return {"label": label, "bomb": bomb, "netx": _edited(corpus, "bomb.net", _weight_bomb)}
+
+
+def test_small_hostile_files_end_in_one_line_under_1_gb(corpus):
+    files = _small_hostile_files(corpus)
+    assert Path(files["label"][4:]).stat().st_size < 2000 and Path(files["bomb"][4:]).stat().st_size < 400_000
+    runs = [("train", "--dataset", files["label"], "-q", "-o", corpus / "x.pt"),
+            ("train", "--dataset", files["bomb"], "-q", "-o", corpus / "x.pt"),
+            ("simulate", corpus / "good.net", "--dataset", files["label"]),
+            ("info", files["netx"]), ("simulate", files["netx"], "--dataset", "digits")]
+    for argv in runs:
+        result = subprocess.run([sys.executable, "-c", PEAK, *map(str, argv)], capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 2, (argv, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, argv
+        assert int(result.stdout.split()[-1]) < 1 << 30, (argv, int(result.stdout.split()[-1]) >> 20)
