@@ -33,8 +33,8 @@ from torch import nn
 
 from lava_deploy.simulate import simulate
 from lava_deploy.train.checkpoint import load_checkpoint
-from lava_deploy.train.data import dequantize_input, load_dataset, quantize_input
-from lava_deploy.train.qcfs import QCFS
+from lava_deploy.data.datasets import dequantize_input, load_dataset, quantize_input
+from lava_deploy.qcfs.activation import QCFS
 from machine import machine_info
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -35,7 +35,7 @@ from lava_deploy.simulate import load_network, simulation_inputs
 from lava_deploy.simulate.lava_cpu.runner import run_lava, run_stock_netx
 from lava_deploy.simulate.reference import run_reference
 from lava_deploy.train.checkpoint import load_checkpoint
-from lava_deploy.train.data import dequantize_input
+from lava_deploy.data.datasets import dequantize_input
 from machine import machine_info
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lava_deploy.convert import convert_model
 from lava_deploy.simulate import SimulationResult, simulate
-from lava_deploy.train.data import load_dataset
+from lava_deploy.data.datasets import load_dataset
 from lava_deploy.train.trainer import TrainConfig, train
 from machine import machine_info
 

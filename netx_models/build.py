@@ -20,7 +20,7 @@ from lava_deploy.compare import compare
 from lava_deploy.convert import convert_model
 from lava_deploy.export import export, info
 from lava_deploy.simulate import simulate
-from lava_deploy.train.data import load_dataset
+from lava_deploy.data.datasets import load_dataset
 from lava_deploy.train.trainer import TrainConfig, train
 
 HERE = Path(__file__).parent

@@ -9,8 +9,8 @@ from lava_deploy.convert.fold import fold_model
 from lava_deploy.chip import STATE_BITS
 from lava_deploy.errors import DeployError
 from lava_deploy.simulate.reference import run_reference
-from lava_deploy.train.models import build_model, model_spec, qcfs_layers
-from lava_deploy.train.qcfs import QCFS
+from lava_deploy.qcfs.models import build_model, model_spec, qcfs_layers
+from lava_deploy.qcfs.activation import QCFS
 
 
 def _trained_like(name, shape, levels=7, seed=0):
@@ -170,7 +170,7 @@ def test_residual_network_converts_within_fixed_point_and_matches_spikes():
 
 
 def test_a_residual_block_needs_a_stem():
-    from lava_deploy.train.models import ResidualBlock
+    from lava_deploy.qcfs.models import ResidualBlock
 
     model = nn.Sequential(ResidualBlock(1, 4, 1, 7), nn.Flatten(), nn.Linear(4 * 8 * 8, 10)).eval()
     with pytest.raises(DeployError, match="residual block must follow a layer with a QCFS activation"):

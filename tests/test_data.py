@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lava_deploy.errors import DeployError
-from lava_deploy.train.data import check_input_shape, dequantize_input, load_dataset, quantize_input
+from lava_deploy.data.datasets import check_input_shape, dequantize_input, load_dataset, quantize_input
 
 
 def test_digits_split_is_fixed_and_stratified():

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lava_deploy.train import data as data_module
+from lava_deploy.data import datasets as data_module
 
 GIB = 1 << 30
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ MARKER = "MARKER"          # a payload that runs creates this file in its case's
 CHILD = r"""
 import json, os, resource, sys
 from lava_deploy.errors import DeployError
-from lava_deploy.train.data import load_dataset
+from lava_deploy.data.datasets import load_dataset
 
 for spec in sys.argv[2:]:
     read, write = os.pipe()

@@ -1,7 +1,7 @@
 """The QCFS activation and its bit-L1 surrogate."""
 import torch
 
-from lava_deploy.train.qcfs import QCFS, popcount
+from lava_deploy.qcfs.activation import QCFS, popcount
 
 
 def test_forward_is_the_quantized_clip_floor_shift():

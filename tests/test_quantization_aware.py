@@ -4,7 +4,7 @@ import torch
 
 from lava_deploy.convert import convert_model
 from lava_deploy.simulate.reference import run_reference
-from lava_deploy.train.models import model_spec, qcfs_layers
+from lava_deploy.qcfs.models import model_spec, qcfs_layers
 from lava_deploy.train.quantization_aware import attach_rounding, detach_rounding, without_batchnorm
 from test_convert import _qcfs_codes, _trained_like
 
@@ -41,7 +41,7 @@ def test_residual_network_folds_rounds_and_rebuilds():
     """BatchNorm folded (projection bias moved into the block), rounding on and off, rebuilt from its spec:
     afterwards the export's rounding of every shortcut (identity gain and projection) changes nothing."""
     from lava_deploy.convert.fold import fold_model
-    from lava_deploy.train.models import ResidualBlock, build_model
+    from lava_deploy.qcfs.models import ResidualBlock, build_model
     from test_convert import _hooked_codes
 
     spec = model_spec("resnet", SHAPE, 10)

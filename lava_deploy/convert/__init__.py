@@ -9,7 +9,7 @@ from lava_deploy.convert.fixed_point import to_fixed_point
 from lava_deploy.convert.fold import fold_model
 from lava_deploy.convert.network import SpikingLayer, SpikingNetwork, validate_network
 from lava_deploy.errors import DeployError
-from lava_deploy.train.models import qcfs_layers
+from lava_deploy.qcfs.models import qcfs_layers
 
 __all__ = ["convert_model", "SpikingLayer", "SpikingNetwork"]
 
@@ -26,7 +26,7 @@ def convert_model(model: nn.Module, input_shape: tuple[int, int, int], input_bit
     """
     activations = qcfs_layers(model)
     if not activations:
-        raise DeployError("the model has no QCFS activation: train it with QCFS (lava_deploy.train.qcfs.QCFS)")
+        raise DeployError("the model has no QCFS activation: train it with QCFS (lava_deploy.qcfs.activation.QCFS)")
     time_steps = max(a.time_steps for a in activations)
     folded = fold_model(model.eval(), input_shape, input_bits)
     try:

@@ -21,8 +21,8 @@ from torch import nn
 
 from lava_deploy.convert.network import conv_output_size
 from lava_deploy.errors import DeployError
-from lava_deploy.train.models import ResidualBlock
-from lava_deploy.train.qcfs import QCFS
+from lava_deploy.qcfs.models import ResidualBlock
+from lava_deploy.qcfs.activation import QCFS
 
 #: Modules that do nothing at inference (Flatten is implied by a dense layer).
 _PASS_THROUGH = (nn.Dropout, nn.Identity, nn.Flatten)

@@ -18,7 +18,7 @@ from lava_deploy.convert.network import SpikingNetwork, validate_network
 from lava_deploy.errors import DeployError
 from lava_deploy.files import atomic_output, check_output_file
 from lava_deploy.simulate.reference import _popcount, run_reference
-from lava_deploy.train.data import check_input_shape, load_dataset, quantize_input
+from lava_deploy.data.datasets import check_input_shape, load_dataset, quantize_input
 
 BACKENDS = ("reference", "lava-cpu", "loihi2")
 

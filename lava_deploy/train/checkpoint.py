@@ -12,7 +12,7 @@ from torch import nn
 from lava_deploy import chip
 from lava_deploy.errors import DeployError
 from lava_deploy.files import atomic_output
-from lava_deploy.train.models import build_model
+from lava_deploy.qcfs.models import build_model
 
 FORMAT = "lava-deploy-checkpoint"
 VERSION = 1

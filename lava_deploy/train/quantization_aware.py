@@ -18,7 +18,7 @@ from torch.nn.utils import parametrize
 
 from lava_deploy.convert.fixed_point import Q_MAX, best_weight_shift, scale_exponents, skip_exponent
 from lava_deploy.convert.fold import FoldedLayer, fold_batchnorm, fold_model
-from lava_deploy.train.models import ResidualBlock, build_model, qcfs_layers
+from lava_deploy.qcfs.models import ResidualBlock, build_model, qcfs_layers
 
 
 class _RoundSTE(torch.autograd.Function):

@@ -17,8 +17,8 @@ from lava_deploy import chip
 from lava_deploy.errors import DeployError
 from lava_deploy.files import check_output_file
 from lava_deploy.train.checkpoint import ModelInfo, save_checkpoint
-from lava_deploy.train.data import Dataset, dequantize_input, load_dataset, quantize_input
-from lava_deploy.train.models import build_model, model_spec, qcfs_layers
+from lava_deploy.data.datasets import Dataset, dequantize_input, load_dataset, quantize_input
+from lava_deploy.qcfs.models import build_model, model_spec, qcfs_layers
 from lava_deploy.train.quantization_aware import attach_rounding, detach_rounding, without_batchnorm
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from lava_deploy.errors import DeployError
-from lava_deploy.train.qcfs import QCFS
+from lava_deploy.qcfs.activation import QCFS
 
 #: Channel widths of the CNN family's conv stages.
 CNN_CHANNELS = (16, 32, 64)

@@ -1,0 +1,8 @@
+"""The QCFS ANN: the quantization-clip-floor-shift activation, the model families and the residual block.
+
+Below both training and conversion, which each build on these modules.
+"""
+from lava_deploy.qcfs.activation import QCFS
+from lava_deploy.qcfs.models import ResidualBlock, build_model, model_spec, qcfs_layers
+
+__all__ = ["QCFS", "ResidualBlock", "build_model", "model_spec", "qcfs_layers"]
