@@ -79,14 +79,14 @@ class Comparison:
         return "\n".join(lines)
 
 
-def compare(network: SpikingNetwork | str | Path, dataset: str = "digits", samples: Optional[int] = 200,
+def compare(network: SpikingNetwork | str | Path, dataset: Optional[str] = None, samples: Optional[int] = 200,
             progress: Optional[Callable[[int], None]] = None, backend: str = "lava-cpu",
             partition: Optional[str] = None) -> Comparison:
     """Run the integer reference and a Lava backend on the same test samples.
 
     Args:
         network: converted network or netx file path.
-        dataset: dataset spec whose test split feeds both backends.
+        dataset: dataset spec whose test split feeds both backends; None: the one the network's metadata records.
         samples: number of test samples (all when None).
         progress: called with samples finished while Lava runs.
         backend: ``lava-cpu`` (every spike compared) or ``loihi2`` (logits and predictions;

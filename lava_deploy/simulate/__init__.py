@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -105,14 +105,15 @@ def simulation_inputs(network: SpikingNetwork, dataset: str, samples: Optional[i
     return quantize_input(data.x_test[:count], network.input_bits), data.y_test[:count].astype(np.int64)
 
 
-def simulate(network: SpikingNetwork | str | Path, dataset: str = "digits", backend: str = "reference",
+def simulate(network: SpikingNetwork | str | Path, dataset: Optional[str] = None, backend: str = "reference",
              samples: Optional[int] = None, record_spikes: bool = False,
              progress: Optional[Callable[[int], None]] = None, partition: Optional[str] = None) -> SimulationResult:
     """Run a network on a dataset's test split with one backend.
 
     Args:
         network: a converted network or the path of an exported netx file.
-        dataset: dataset spec (``digits``, ``mnist5k``, ``npz:PATH``, ``cifar10:DIR``).
+        dataset: dataset spec (``digits``, ``mnist5k``, ``npz:PATH``, ``cifar10:DIR``); None: the one the
+            network's metadata records.
         backend: ``reference``, ``lava-cpu`` or ``loihi2``.
         samples: how many test samples (all when None).
         record_spikes: keep every spike of every hidden layer (not on ``loihi2``).
@@ -131,6 +132,9 @@ def simulate(network: SpikingNetwork | str | Path, dataset: str = "digits", back
         validate_network(network)       # a file was checked when read; one rule for every backend
     else:
         network = load_network(network)
+    dataset = dataset or network.metadata.get("dataset")
+    if not isinstance(dataset, str) or not dataset:     # metadata is free-form JSON: a file may record anything
+        raise DeployError("no dataset given and the network file records none: give one with --dataset")
     codes, labels = simulation_inputs(network, dataset, samples)
     if backend == "reference":
         start = time.perf_counter()
@@ -149,6 +153,21 @@ def simulate(network: SpikingNetwork | str | Path, dataset: str = "digits", back
     return SimulationResult(backend, lava.logits, lava.labels, spikes_per_layer, lava.steps_per_sample,
                             lava.latency_steps, lava.wall_seconds, lava.spikes if record_spikes else None,
                             extra={"steps_run": lava.steps_run})
+
+
+def write_predictions(result: SimulationResult, path: str | Path, class_names: Sequence[str] = ()) -> Path:
+    """Write a run's per-sample ``labels``, ``predictions`` and ``logits`` (and ``class_names``) as .npz.
+
+    The file is written whole or not at all and holds plain integer and
+    string arrays only, so ``np.load(path, allow_pickle=False)`` reads it.
+
+    Raises:
+        DeployError: the path cannot take the file (one line).
+    """
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, labels=result.labels, predictions=result.predictions, logits=result.logits,
+                 class_names=np.array(list(class_names), dtype=str))
+    return Path(path)
 
 
 def simulate_spikes(network: str | Path, input_spikes: np.ndarray | str | Path, backend: str = "lava-cpu",
