@@ -101,7 +101,7 @@ def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
             error_dir=errors, name=f"layer {i} ({layer.kind})")
         synapse.a_out.connect(neuron.a_in)
         if layer.skip is not None:
-            _connect_skip(network, i, neurons[layer.skip.source].s_out, neuron)
+            _connect_skip(network, i, neurons[layer.skip.source].s_out, neuron, errors)
         neurons.append(neuron)
         port, port_is_3d, message_bits = neuron.s_out, layer.kind == "conv", 0
     readout_phase = 1 + network.accumulate_start(len(network.layers) - 1)
@@ -116,11 +116,12 @@ def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
     return LavaNetwork(source, neurons, sink, readout_phase + stream_length * T - 1)
 
 
-def _connect_skip(network: SpikingNetwork, index: int, source_port, neuron: AccumulateEmit) -> None:
+def _connect_skip(network: SpikingNetwork, index: int, source_port, neuron: AccumulateEmit, error_dir: str) -> None:
     """Source spikes -> delay (so both branches carry one sample) -> shortcut synapse -> the same neurons."""
     delay = network.skip_delay(index)
     if delay:
-        hold = SpikeDelay(shape=source_port.shape, delay=delay, name=f"layer {index} shortcut delay")
+        hold = SpikeDelay(shape=source_port.shape, delay=delay, error_dir=error_dir,
+                          name=f"layer {index} shortcut delay")
         source_port.connect(hold.s_in)
         source_port = hold.s_out
     synapse = _synapse(network.layers[index].skip, 0)

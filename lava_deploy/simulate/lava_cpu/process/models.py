@@ -243,6 +243,7 @@ class PySpikeDelayModel(PyLoihiProcessModel):
         super().__init__(proc_params)
         self.held = deque(np.zeros(proc_params["shape"], np.int32) for _ in range(proc_params["delay"]))
 
+    @_reports_errors
     def run_spk(self) -> None:
         self.held.append(self.s_in.recv())
         self.s_out.send(self.held.popleft())

@@ -127,10 +127,12 @@ class SpikeDelay(AbstractProcess):
     Args:
         shape: spike frame shape (Lava order).
         delay: steps to hold each frame (>= 1).
+        error_dir: folder where a failing model writes its error.
     """
 
-    def __init__(self, *, shape: tuple[int, ...], delay: int, name: ty.Optional[str] = None) -> None:
-        super().__init__(shape=shape, delay=delay, name=name)
+    def __init__(self, *, shape: tuple[int, ...], delay: int, error_dir: ty.Optional[str] = None,
+                 name: ty.Optional[str] = None) -> None:
+        super().__init__(shape=shape, delay=delay, error_dir=error_dir, name=name)
         self.s_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
 
