@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from typing import Optional, Sequence
 
@@ -14,7 +15,6 @@ from lava_deploy.errors import DeployError
 
 EXIT_NOT_DEPLOYABLE = 1
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -186,10 +186,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Signals that end a command as Ctrl-C does; each exits 128 + its number (SIGINT 130, SIGTERM 143, SIGHUP 129).
+_EXIT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Signal handler: raise KeyboardInterrupt(signal) so that every ``finally`` cleanup runs, undisturbed."""
+    for number in _EXIT_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)   # a second Ctrl-C must not cut the cleanup short
+    raise KeyboardInterrupt(signal.Signals(signum))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the ``lava-deploy`` console script."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``lava-deploy`` console script.
+
+    SIGINT, SIGTERM and SIGHUP end a command the way Ctrl-C does: its cleanups run (a Lava run's processes,
+    shared memory and job folder), one line goes to stderr, and main() returns 128 + the signal's number.
+    From the first such signal on they are ignored, also after main() returns: the process is exiting.
+    """
     try:
+        previous = {number: signal.signal(number, _interrupt) for number in _EXIT_SIGNALS}
+    except ValueError:      # not the main thread, the only one where Python handles signals
+        previous = {}
+    interrupted = False
+    try:
+        args = build_parser().parse_args(argv)
         code = args.func(args)
     except DeployError as exc:
         print(f"lava-deploy: error: {exc}", file=sys.stderr)
@@ -198,9 +219,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"lava-deploy: error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
               file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("lava-deploy: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        interrupted = True
+        number = exc.args[0] if exc.args and isinstance(exc.args[0], signal.Signals) else signal.SIGINT
+        try:
+            print("lava-deploy: interrupted" + ("" if number == signal.SIGINT else f" by {number.name}"),
+                  file=sys.stderr)
+        except OSError:     # SIGHUP: the terminal may be gone
+            pass
+        return 128 + number
+    finally:
+        if not interrupted:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
     return code or 0
 
 

@@ -3,21 +3,27 @@
 The caller's side: write the job (network file, input codes, result files),
 start :mod:`lava_deploy.simulate.lava_cpu.worker` in a session of its own, show
 progress from the sink's counter, and always end that session's processes,
-on success, error, timeout and Ctrl-C alike.
+on success, error, timeout and Ctrl-C alike: SIGTERM first, so that the worker
+releases Lava's shared memory, then SIGKILL for whatever is left. Job folders
+are named ``lava-deploy-<pid>-<random>`` so that the folder of a run killed
+outright (SIGKILL, power loss) is recognized and removed by the next run.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -27,6 +33,11 @@ from lava_deploy.export.netx import write_netx
 
 #: Seconds allowed for start-up and compilation, and per simulated step, before a run counts as hung.
 _STARTUP_S, _PER_STEP_S = 120.0, 0.25
+#: Seconds the worker gets to release Lava's shared memory after SIGTERM, before its session is killed.
+_GRACE_S = 5.0
+#: A job folder: the owning process's pid (at most 7 digits: Linux's pid_max), then tempfile's random part.
+_JOB_PREFIX = "lava-deploy-"
+_JOB_NAME = re.compile(_JOB_PREFIX + r"([1-9][0-9]{0,6})-[a-z0-9_]{8}")
 
 
 @dataclass
@@ -91,9 +102,7 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
     steps = per_run + n * T if schedule == "pipelined" else (per_run + T) * n
     timeout_s = timeout_s if timeout_s is not None else _STARTUP_S + _PER_STEP_S * steps
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="lava-deploy-") as tmp:
-        job = Path(tmp)
-        (job / "errors").mkdir()
+    with _job_folder() as job:
         write_netx(network, job / "network.net")
         np.save(job / "input_codes.npy", codes)
         np.save(job / "input_labels.npy", np.asarray(labels, dtype=np.int64))
@@ -147,9 +156,7 @@ def run_stock_netx(path: str | Path, input_spikes: np.ndarray, *, timeout_s: Opt
         raise DeployError("input spikes must be integers shaped (steps, *input shape)")
     steps = len(input_spikes)
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="lava-deploy-") as tmp:
-        job = Path(tmp)
-        (job / "errors").mkdir()
+    with _job_folder() as job:
         shutil.copyfile(path, job / "network.net")
         np.save(job / "input_spikes.npy", input_spikes.astype(np.int32))
         output_shape = _stock_output_shape(Path(path), input_spikes.shape[1:])
@@ -179,15 +186,53 @@ def _stock_output_shape(path: Path, input_shape: tuple[int, ...]) -> tuple[int, 
     return (int(np.prod(shape)),) if is_dense else shape
 
 
+@contextlib.contextmanager
+def _job_folder() -> Iterator[Path]:
+    """A new job folder with its errors/ folder, removed afterwards; first, those of runs killed outright."""
+    _remove_stale_jobs(Path(tempfile.gettempdir()))
+    # The worker removes the folder itself when this process dies: both may try.
+    with tempfile.TemporaryDirectory(prefix=f"{_JOB_PREFIX}{os.getpid()}-", ignore_cleanup_errors=True) as tmp:
+        job = Path(tmp)
+        (job / "errors").mkdir()
+        yield job
+
+
+def _remove_stale_jobs(folder: Path) -> None:
+    """Remove this user's job folders in ``folder`` whose owning process no longer exists."""
+    for entry in folder.glob(f"{_JOB_PREFIX}*"):
+        match = _JOB_NAME.fullmatch(entry.name)
+        if match is None or _pid_exists(int(match[1])):
+            continue
+        try:
+            info = entry.lstat()
+        except OSError:     # removed meanwhile
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _pid_exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists (a reused pid counts: a folder is kept rather than lost)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:     # another user's process
+        return True
+    return True
+
+
 def _run_worker(job: Path, timeout_s: float, progress: Optional[Callable[[int], None]]) -> None:
     log = open(job / "worker.log", "wb")
-    worker = subprocess.Popen([sys.executable, "-m", "lava_deploy.simulate.lava_cpu.worker", str(job)],
-                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              start_new_session=True)   # its own session: Ctrl-C reaches us, and we end it all
     deadline = time.monotonic() + timeout_s
     reported = 0
+    # The worker watches this pid: it ends itself when this process dies, however it dies.
+    worker = subprocess.Popen([sys.executable, "-m", "lava_deploy.simulate.lava_cpu.worker", str(job),
+                               str(os.getpid())],
+                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              start_new_session=True)   # its own session: Ctrl-C reaches us, and we end it all
     try:
-        while worker.poll() is None:
+        while not _has_exited(worker):
             # A failed process model leaves Lava's runtime waiting forever: its report is the signal to stop.
             reports = sorted((job / "errors").glob("*.txt"))
             if reports:
@@ -209,6 +254,19 @@ def _run_worker(job: Path, timeout_s: float, progress: Optional[Callable[[int], 
         raise DeployError(f"Lava simulation failed (exit {worker.returncode}): {lines[-1] if lines else 'no output'}")
 
 
+def _has_exited(worker: subprocess.Popen) -> bool:
+    """Whether the worker has exited, left for end_session to reap.
+
+    Not Popen.poll(): an exception raised by a signal handler (Ctrl-C) between its taking and releasing
+    a lock would leave the lock taken, and end_session's wait() blocked forever. One system call cannot
+    be cut in half.
+    """
+    try:
+        return os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:       # already reaped
+        return True
+
+
 def _report(job: Path, reported: int, progress: Optional[Callable[[int], None]]) -> int:
     if progress is None:
         return reported
@@ -218,8 +276,18 @@ def _report(job: Path, reported: int, progress: Optional[Callable[[int], None]])
     return max(done, reported)
 
 
-def end_session(worker: subprocess.Popen) -> None:
-    """Kill the worker and every process it started (Lava's runtime children included)."""
+def end_session(worker: subprocess.Popen, grace_s: float = _GRACE_S) -> None:
+    """End the worker and every process it started (Lava's runtime children included).
+
+    SIGTERM first: the worker then releases Lava's shared memory and ends Lava's processes itself. Whatever
+    of its session is alive after that, or after ``grace_s`` seconds, is killed.
+    """
+    if worker.poll() is None:
+        worker.terminate()
+        try:
+            worker.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
     try:
         os.killpg(worker.pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -1,21 +1,29 @@
-"""The child process that builds the network in Lava and runs it (``python -m ...worker JOB``).
+"""The child process that builds the network in Lava and runs it (``python -m ...worker JOB CALLER_PID``).
 
 It runs apart from the caller because a failing Lava run cannot be stopped
 cleanly: run() raises a bare "1 Exception(s) occurred" and stop() then blocks
-forever. On failure this process writes the real error and exits at once; the
-caller then ends its whole process group, so nothing is left behind.
+forever. However it ends (an error, the caller's SIGTERM, the caller's death
+by any signal) this process releases Lava's shared memory, kills Lava's
+runtime processes and exits at once (:class:`Lifecycle`); the caller then
+kills whatever is left of its session, so nothing is left behind.
 """
 from __future__ import annotations
 
+import ctypes
 import json
+import multiprocessing
 import os
+import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import numpy as np
+from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc.conv.process import Conv
@@ -26,6 +34,95 @@ from lava_deploy.export.netx import read_netx
 from lava_deploy.simulate.lava_cpu.process.models import PyConvModelFast
 from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, DigitSource, LogitSink, SpikeDelay,
                                                            SpikeRecorder, SpikeReplay)
+
+
+#: prctl(2) option asking Linux for a signal when the parent process dies.
+_PR_SET_PDEATHSIG = 1
+#: Seconds between looks at the parent's pid where prctl is missing.
+_PARENT_POLL_S = 0.5
+#: The caller asks the worker to end with SIGTERM; Linux sends SIGHUP when the caller dies. A signal of its
+#: own, because getppid() cannot tell: Linux signals when the caller's thread that started the worker exits,
+#: and while the caller's other threads are still being killed, getppid() names the caller.
+_END, _ORPHANED = signal.SIGTERM, signal.SIGHUP
+
+
+class Lifecycle:
+    """How the worker ends when it does not succeed: on error, on SIGTERM, or when its caller dies, by any signal.
+
+    Every way first releases Lava's shared memory (Lava's stop() blocks forever after a process-model error,
+    and a killed shared-memory manager leaves its /dev/shm segments and its pymp-* folder behind), then kills
+    Lava's runtime processes. A worker whose caller is gone also removes the job folder: nobody else can.
+
+    Args:
+        job: the job folder.
+        caller: pid of the process that started this worker.
+    """
+
+    def __init__(self, job: Path, caller: int) -> None:
+        self.job, self.caller, self.pid = job, caller, os.getpid()
+        #: The process whose runtime Lava builds, once built: the way to its shared memory.
+        self.process: Optional[AbstractProcess] = None
+
+    def start(self) -> None:
+        """End on SIGTERM, and on SIGHUP, which Linux sends when the caller dies (or a thread watching it does)."""
+        for signum in (_END, _ORPHANED):
+            signal.signal(signum, self._on_signal)
+        if not _signal_on_parent_death(_ORPHANED):
+            threading.Thread(target=self._watch_caller, daemon=True).start()
+        if os.getppid() != self.caller:     # gone before the kernel was watching
+            self.end(128 + _ORPHANED, orphaned=True)
+
+    def _watch_caller(self) -> None:
+        while os.getppid() == self.caller:
+            time.sleep(_PARENT_POLL_S)
+        os.kill(self.pid, _ORPHANED)        # the main thread's handler ends the run
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if os.getpid() != self.pid:
+            # Lava's forked processes inherit this handler: there the signal keeps its default meaning.
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.end(128 + signum, orphaned=signum == _ORPHANED)
+
+    def end(self, code: int, orphaned: bool = False) -> NoReturn:
+        """Release Lava's shared memory, kill its processes and exit ``code``; ``orphaned``: remove the job too."""
+        for signum in (_END, _ORPHANED):    # one ending: another signal must not cut it short
+            signal.signal(signum, signal.SIG_IGN)
+        try:
+            _release_shared_memory(self.process)
+            for child in multiprocessing.active_children():   # Lava's runtime processes, forked by this one
+                child.kill()
+            if orphaned:
+                shutil.rmtree(self.job, ignore_errors=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:    # a handler may have cut into anything, a print included: exit whatever fails here
+            os._exit(code)
+
+
+def _signal_on_parent_death(signum: int) -> bool:
+    """Ask Linux to send ``signum`` when the parent dies (prctl PR_SET_PDEATHSIG); False where it cannot."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0
+    except (OSError, AttributeError):       # no prctl: not Linux
+        return False
+
+
+def _release_shared_memory(process: Optional[AbstractProcess]) -> None:
+    """Stop Lava's shared-memory manager, which unlinks every segment and removes its pymp-* folder.
+
+    The last step of Lava's own MultiProcessing.stop(), without the join of every process model before it,
+    which never returns after a model error.
+    """
+    runtime = process.runtime if process is not None else None
+    infrastructure = getattr(runtime, "_messaging_infrastructure", None)   # Lava offers no public handle
+    if infrastructure is None or infrastructure.smm is None:
+        return
+    try:
+        infrastructure.smm.shutdown()
+    except Exception as exc:  # noqa: BLE001 - a manager cut short while starting; the caller kills what is left
+        print(f"releasing Lava's shared memory failed: {exc!r}", file=sys.stderr)
 
 
 def lava_shape(shape: tuple[int, int, int], kind: str) -> tuple[int, ...]:
@@ -144,9 +241,14 @@ def build_stock(job: Path) -> SpikeReplay:
     return source
 
 
-def main(job_dir: str) -> None:
-    """Run the job in ``job_dir``; exit 0 with done.json, or 1 with error.txt."""
+def main(job_dir: str, caller: int) -> None:
+    """Run the job in ``job_dir`` for process ``caller``: exit 0 with done.json, or 1 with error.txt.
+
+    SIGTERM, or the caller's death, ends the run early (:class:`Lifecycle`).
+    """
     job = Path(job_dir)
+    lifecycle = Lifecycle(job, caller)
+    lifecycle.start()
     spec = json.loads((job / "job.json").read_text())
     fast = {Conv: PyConvModelFast} if spec.get("fast_conv", True) else {}
     config = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=fast)
@@ -165,6 +267,7 @@ def main(job_dir: str) -> None:
             lava = build(read_netx(job / "network.net"), job, spec["num_samples"], spec["record_spikes"],
                          stream_length=1)
             source, steps, runs = lava.source, lava.steps * spec["num_samples"], spec["num_samples"]
+        lifecycle.process = source
         source.create_runtime(run_cfg=config)       # compile and start first: run_seconds is simulation only
         start = time.perf_counter()
         if runs is None:
@@ -178,12 +281,11 @@ def main(job_dir: str) -> None:
         reports = sorted((job / "errors").glob("*.txt"))
         message = reports[0].read_text() if reports else f"{type(exc).__name__}: {exc}"
         (job / "error.txt").write_text(" ".join(message.split()))
-        sys.stdout.flush()
-        os._exit(1)        # stop() would block forever after a failed run
+        lifecycle.end(1)        # stop() would block forever after a failed run
     seconds = time.perf_counter() - start
     source.stop()
     (job / "done.json").write_text(json.dumps({"steps_run": steps, "run_seconds": seconds}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], int(sys.argv[2]))

@@ -1,0 +1,206 @@
+"""A Lava run leaves nothing behind, however it ends: signals to the CLI, a killed CLI, a process-model error.
+
+Each run gets a TMPDIR of its own; its shared memory is known by name from the
+/dev/shm mappings of the worker's session while it runs (other runs on the
+machine may create and remove segments meanwhile, so a plain before/after
+count would not be this run's).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from factories import random_codes, random_network
+from lava_deploy.errors import DeployError
+from lava_deploy.simulate.lava_cpu.runner import run_lava
+
+pytestmark = pytest.mark.lava
+
+MODEL = "netx_models/digits-cnn-t3/model.net"   # all 360 digits: several seconds of Lava run on 2 cores
+
+
+def _stat(pid: str) -> list[str]:
+    """Fields of /proc/PID/stat after the command name: state, ppid, pgrp, session, ..."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _live(predicate) -> list[int]:
+    """Live (not zombie) processes for which ``predicate(pid, stat fields)`` holds."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = _stat(entry.name)
+            if fields[0] != "Z" and predicate(entry.name, fields):
+                found.append(int(entry.name))
+        except (OSError, IndexError):     # gone meanwhile
+            continue
+    return found
+
+
+def _session(sid: int) -> list[int]:
+    return _live(lambda pid, fields: int(fields[3]) == sid)
+
+
+def _workers(tmpdir: Path) -> list[int]:
+    """The run's worker processes: the worker and Lava's forks of it, named after the job folder in ``tmpdir``."""
+    def is_worker(pid: str, fields: list[str]) -> bool:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"lava_cpu.worker" in cmdline and str(tmpdir).encode() in cmdline
+    return _live(is_worker)
+
+
+def _shared_memory(pids: list[int]) -> set[str]:
+    """Names of the /dev/shm segments mapped by ``pids``."""
+    names = set()
+    for pid in pids:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:
+            continue
+        names.update(line.rsplit("/dev/shm/", 1)[1].split()[0] for line in maps.splitlines() if "/dev/shm/" in line)
+    return names
+
+
+def _wait(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _start_cli(tmp_path: Path) -> tuple[subprocess.Popen, Path, int, set[str]]:
+    """Start ``simulate --backend lava-cpu`` and wait until Lava runs.
+
+    Returns the CLI, its TMPDIR, the worker's session and the shared memory it maps.
+    """
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    cli = subprocess.Popen([sys.executable, "-m", "lava_deploy", "simulate", MODEL, "--backend", "lava-cpu",
+                            "--dataset", "digits", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True, env={**os.environ, "TMPDIR": str(tmpdir)})
+
+    def finished_a_sample() -> bool:
+        for progress in tmpdir.glob("lava-deploy-*/progress.npy"):
+            try:
+                return int(np.load(progress)[0]) > 0
+            except (OSError, ValueError):    # being written
+                return False
+        return False
+    assert _wait(finished_a_sample, 90), "Lava never finished a sample"
+    workers = _workers(tmpdir)
+    sid = int(_stat(str(workers[0]))[3])
+    segments = _shared_memory(_session(sid))
+    assert segments, "the run maps no shared memory: nothing to check"
+    assert cli.poll() is None, "the run ended before the signal"
+    return cli, tmpdir, sid, segments
+
+
+def _assert_nothing_left(tmpdir: Path, sid: int, segments: set[str]) -> None:
+    assert _wait(lambda: not _session(sid), 5), f"processes of the run still alive: {_session(sid)}"
+    assert _wait(lambda: not list(tmpdir.iterdir()), 5), f"left in TMPDIR: {sorted(os.listdir(tmpdir))}"
+    assert not segments & set(os.listdir("/dev/shm")), "the run's shared memory is left in /dev/shm"
+
+
+@pytest.mark.parametrize("signum, code, message", [
+    (signal.SIGINT, 130, "lava-deploy: interrupted"),
+    (signal.SIGTERM, 143, "lava-deploy: interrupted by SIGTERM"),
+    (signal.SIGHUP, 129, "lava-deploy: interrupted by SIGHUP"),
+    (signal.SIGKILL, -9, None),
+])
+def test_signal_during_a_lava_run_leaves_nothing(tmp_path, signum, code, message):
+    cli, tmpdir, sid, segments = _start_cli(tmp_path)
+    cli.send_signal(signum)
+    _, err = cli.communicate(timeout=30)
+    assert cli.returncode == code
+    if message is not None:
+        assert err.strip().splitlines() == [message]
+    _assert_nothing_left(tmpdir, sid, segments)
+
+
+def test_second_ctrl_c_during_cleanup_still_exits_130(tmp_path):
+    cli, tmpdir, sid, segments = _start_cli(tmp_path)
+    cli.send_signal(signal.SIGINT)
+    time.sleep(0.1)     # the first is being handled: signals sent together would merge into one
+    assert cli.poll() is None
+    cli.send_signal(signal.SIGINT)
+    _, err = cli.communicate(timeout=30)
+    assert cli.returncode == 130
+    assert err.strip().splitlines() == ["lava-deploy: interrupted"]
+    _assert_nothing_left(tmpdir, sid, segments)
+
+
+@pytest.fixture
+def own_tmpdir(tmp_path, monkeypatch) -> Path:
+    """TMPDIR for this process (the runner's job folder) and the worker it starts (Lava's pymp-* folder)."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))
+    return tmpdir
+
+
+def test_process_model_error_leaves_no_shared_memory(own_tmpdir):
+    """A corrupted job file makes the sink fail at the last sample: Lava's stop() would then block forever."""
+    rng = np.random.default_rng(3)
+    network = random_network(rng, time_steps=2, input_bits=2, conv=False)
+    codes = random_codes(rng, network, 600)
+    seen: set[str] = set()
+    running = True
+
+    def watch() -> None:
+        corrupted = False
+        while running:
+            segments = _shared_memory(_workers(own_tmpdir))
+            seen.update(segments)
+            if segments and not corrupted:     # Lava runs: a label of -1 leaves the sink one label short
+                for labels in own_tmpdir.glob("lava-deploy-*/input_labels.npy"):
+                    np.load(labels, mmap_mode="r+")[-1] = -1
+                    corrupted = True
+            time.sleep(0.05)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with pytest.raises(DeployError, match="output at step .*IndexError"):
+            run_lava(network, codes, np.zeros(len(codes), np.int64), record_spikes=False, timeout_s=90)
+    finally:
+        running = False
+        watcher.join()
+    assert seen, "the run was never seen mapping shared memory: nothing to check"
+    assert not seen & set(os.listdir("/dev/shm")), "the run's shared memory is left in /dev/shm"
+    assert _wait(lambda: not _workers(own_tmpdir), 5)
+    assert list(own_tmpdir.iterdir()) == []
+
+
+def test_next_run_removes_the_job_folder_of_a_killed_run(own_tmpdir):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with pytest.raises(ProcessLookupError):
+        os.kill(gone.pid, 0)
+    stale = own_tmpdir / f"lava-deploy-{gone.pid}-k1ll3d_x"
+    (stale / "errors").mkdir(parents=True)
+    (stale / "input_codes.npy").write_bytes(b"left by a run killed with SIGKILL")
+    kept = [own_tmpdir / f"lava-deploy-{os.getpid()}-l1v3ab_c",   # a run of a live process
+            own_tmpdir / "lava-deploy-notapid",                     # not a job folder's name
+            own_tmpdir / f"lava-deploy-{gone.pid}-f1l3abcd"]         # a file, not a folder
+    kept[0].mkdir()
+    kept[1].mkdir()
+    kept[2].write_text("")
+    if os.getuid() == 0:        # root can give a folder to another user: it is not ours to remove
+        kept.append(own_tmpdir / f"lava-deploy-{gone.pid}-0th3rusr")
+        kept[-1].mkdir()
+        os.chown(kept[-1], 4242, -1)
+    rng = np.random.default_rng(0)
+    network = random_network(rng, time_steps=1, input_bits=1, conv=False)
+    run_lava(network, np.zeros((1, *network.input_shape), np.int64), np.zeros(1, np.int64), record_spikes=False)
+    assert sorted(own_tmpdir.iterdir()) == sorted(kept)
