@@ -59,14 +59,15 @@ def _workers(tmpdir: Path) -> list[int]:
 
 
 def _shared_memory(pids: list[int]) -> set[str]:
-    """Names of the /dev/shm segments mapped by ``pids``."""
+    """Names of the /dev/shm entries that ``pids`` map (psm_* segments; Lava's semaphores are unlinked at once)."""
     names = set()
     for pid in pids:
         try:
-            maps = Path(f"/proc/{pid}/maps").read_text()
+            maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
         except OSError:
             continue
-        names.update(line.rsplit("/dev/shm/", 1)[1].split()[0] for line in maps.splitlines() if "/dev/shm/" in line)
+        names.update(line.rsplit("/dev/shm/", 1)[1] for line in maps
+                     if "/dev/shm/" in line and not line.endswith("(deleted)"))
     return names
 
 
