@@ -64,7 +64,8 @@ class Lifecycle:
         self.process: Optional[AbstractProcess] = None
 
     def start(self) -> None:
-        """End on SIGTERM, and on SIGHUP, which Linux sends when the caller dies (or a thread watching it does)."""
+        """End on SIGTERM, and on SIGHUP: sent by Linux when the caller dies, or where prctl is missing, by a
+        thread watching the caller's pid."""
         for signum in (_END, _ORPHANED):
             signal.signal(signum, self._on_signal)
         if not _signal_on_parent_death(_ORPHANED):
