@@ -30,10 +30,10 @@ import h5py
 import numpy as np
 import torch
 
-from lava_deploy.convert.network import SpikingNetwork
+from lava_deploy.network import SpikingNetwork
 from lava_deploy.simulate import load_network, simulation_inputs
 from lava_deploy.simulate.lava_cpu.runner import run_lava, run_stock_netx
-from lava_deploy.simulate.reference import run_reference
+from lava_deploy.network.reference import run_reference
 from lava_deploy.train.checkpoint import load_checkpoint
 from lava_deploy.data.datasets import dequantize_input
 from machine import machine_info
@@ -78,23 +78,24 @@ def write_stock_cuba(network: SpikingNetwork, path: Path) -> None:
             g.create_dataset("shape", data=np.asarray(shape))
             return g
 
-        first_is_conv = network.layers[0].kind == "conv"
+        first_is_conv = network.layers[0].synapse.kind == "conv"
         group("input", network.input_shape if first_is_conv else [int(np.prod(network.input_shape))])
         for i, layer in enumerate(network.layers):
-            if layer.kind == "dense" and i > 0 and network.layers[i - 1].kind == "conv":
+            synapse = layer.synapse
+            if synapse.kind == "dense" and i > 0 and network.layers[i - 1].synapse.kind == "conv":
                 group("flatten", [int(np.prod(network.layers[i - 1].output_shape))])
-            if layer.kind == "dense":
+            if synapse.kind == "dense":
                 g = group("dense", [layer.output_shape[0]])
-                g.create_dataset("inFeatures", data=layer.fan_in)
+                g.create_dataset("inFeatures", data=synapse.fan_in)
                 g.create_dataset("outFeatures", data=layer.output_shape[0])
             else:
                 g = group("conv", layer.output_shape)
-                for key, value in {"stride": layer.stride, "padding": layer.padding, "dilation": layer.dilation,
-                                   "groups": layer.groups, "inChannels": layer.input_shape[0],
-                                   "outChannels": layer.output_shape[0],
-                                   "kernelSize": layer.weight_mantissa.shape[2:]}.items():
+                for key, value in {"stride": synapse.stride, "padding": synapse.padding,
+                                   "dilation": synapse.dilation, "groups": synapse.groups,
+                                   "inChannels": synapse.input_shape[0], "outChannels": layer.output_shape[0],
+                                   "kernelSize": synapse.weight_mantissa.shape[2:]}.items():
                     g.create_dataset(key, data=np.asarray(value))
-            g.create_dataset("weight", data=layer.weight_mantissa)
+            g.create_dataset("weight", data=synapse.weight_mantissa)
             neuron = g.create_group("neuron")
             neuron.create_dataset("type", data=np.array([b"CUBA"], dtype="S10"))
             for key, value in {"iDecay": 1024, "vDecay": 128, "vThMant": 256, "refDelay": 1,
@@ -106,7 +107,7 @@ def per_step_cost(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray
     """Simulation seconds per Lava step (compilation excluded) of ours and of the stock CUBA network, same steps."""
     ours = _checked(network, codes, labels)
     c, h, w = network.input_shape
-    frame = (w, h, c) if network.layers[0].kind == "conv" else (c * h * w,)
+    frame = network.layers[0].synapse.lava_shape(network.input_shape)
     spikes = (np.random.default_rng(0).random((ours.steps_run, *frame)) < 0.3).astype(np.int32)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "stock.net"

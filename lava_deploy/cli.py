@@ -1,33 +1,66 @@
 """The ``lava-deploy`` command line: a thin layer over the Python API.
 
-Every user error is one line on stderr and exit code 2; Ctrl-C exits 130;
-``check`` exits 1 when the network cannot be deployed as it is.
+Every user error is one line on stderr and exit code 2; an internal fault is one
+line saying it is a bug, exit code 70; SIGINT, SIGTERM and SIGHUP exit 130, 143
+and 129 after every cleanup; ``check`` exits 1 when the network cannot be
+deployed as it is.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
+from lava_deploy import __version__
+from lava_deploy.check import check
+from lava_deploy.compare import compare, write_plots
 from lava_deploy.errors import DeployError
+from lava_deploy.export import MAX_ACCURACY_DROP, export, format_info, info
+from lava_deploy.files import check_output_file
+from lava_deploy.simulate import BACKENDS, load_network, simulate, simulate_spikes, write_predictions
+from lava_deploy.train.trainer import TrainConfig, train
 
 EXIT_NOT_DEPLOYABLE = 1
 EXIT_USER_ERROR = 2
+#: A fault of lava-deploy itself (sysexits' EX_SOFTWARE).
+EXIT_INTERNAL_ERROR = 70
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line, like every other error."""
+    """argparse, but a usage error is a DeployError: one line and exit 2 from main(), like every other error."""
 
     def error(self, message: str) -> None:  # noqa: D102
-        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
+        raise DeployError(message)
+
+
+def _one_of(kind: str, choices: Sequence[str]) -> Callable[[str], str]:
+    """An argparse type refusing a value outside ``choices`` as the library does: 'unknown <kind>', listing them."""
+    def check(value: str) -> str:
+        if value not in choices:
+            raise argparse.ArgumentTypeError(f"unknown {kind} '{value}' (choose from {', '.join(choices)})")
+        return value
+    return check
+
+
+class _Renamed(argparse.Action):
+    """The old name of an option: sets the new one's value and leaves a deprecation note in ``deprecated``."""
+
+    def __init__(self, *args, new_name: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.new_name = new_name
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: Optional[str] = None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.deprecated = f"{option_string} is deprecated; use {self.new_name}"
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from lava_deploy.train.trainer import TrainConfig, train
 
-    config = TrainConfig(model=args.model, dataset=args.dataset, bits=args.bits, input_bits=args.input_bits,
+    config = TrainConfig(model=args.model, dataset=args.dataset, bits=args.time_steps, input_bits=args.input_bits,
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, bit_l1=args.bit_l1,
                          qat_epochs=args.qat_epochs, seed=args.seed)
     result = train(config, output=args.output, progress=not args.quiet)
@@ -35,10 +68,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
     note = f" ({before:.4f} before 8-bit fine-tuning)" if before is not None else ""
     print(f"float QCFS test accuracy: {result.test_accuracy:.4f}{note}  "
           f"spikes/sample: {result.spikes_per_sample:.1f}  -> {args.output}")
+    if args.deprecated:     # after the run, so that an error stays the one line on stderr
+        print(f"lava-deploy: note: {args.deprecated}", file=sys.stderr)
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from lava_deploy.export import MAX_ACCURACY_DROP, export
 
     network = export(args.checkpoint, args.output, max_accuracy_drop=None if args.force else MAX_ACCURACY_DROP)
     meta = network.metadata
@@ -47,16 +81,23 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
-    from lava_deploy.simulate import simulate, simulate_spikes
 
     if args.input_spikes:
+        if args.predictions:
+            raise DeployError("--predictions records a dataset run; with --input-spikes use --output-spikes")
         spikes = simulate_spikes(args.network, args.input_spikes, args.backend, output=args.output_spikes)
         print(f"{len(spikes)} steps, {int((spikes != 0).sum())} output spikes"
               + (f" -> {args.output_spikes}" if args.output_spikes else ""))
         return
+    network = args.network
+    if args.predictions:        # refused before the run; the file's class names go beside the predictions
+        check_output_file(args.predictions, inputs=[args.network])
+        network = load_network(args.network)
     with _progress_bar(args.quiet, args.backend, args.samples) as progress:
-        result = simulate(args.network, dataset=args.dataset, backend=args.backend, samples=args.samples,
+        result = simulate(network, dataset=args.dataset, backend=args.backend, samples=args.samples,
                           progress=progress, partition=args.partition)
+    if args.predictions:
+        write_predictions(result, args.predictions, network.class_names)
     summary = result.summary()
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -66,14 +107,12 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
-    from lava_deploy.export import format_info, info
 
     summary = info(args.network)
     print(json.dumps(summary, indent=2) if args.json else format_info(summary))
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from lava_deploy.check import check
 
     result = check(args.network, dataset=args.dataset, samples=args.samples, energy=not args.no_energy)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())
@@ -81,14 +120,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
-    from lava_deploy.compare import compare
 
     with _progress_bar(args.quiet, args.backend, args.samples) as progress:
         result = compare(args.network, dataset=args.dataset, samples=args.samples, progress=progress,
                          backend=args.backend, partition=args.partition)
     print(json.dumps(result.summary(), indent=2) if args.json else result.table())
     if args.plots:
-        from lava_deploy.compare import write_plots
         written = write_plots(result, args.plots)
         print(f"plots: {', '.join(str(p) for p in written)}", file=sys.stderr if args.json else sys.stdout)
 
@@ -118,14 +155,21 @@ class _progress_bar:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every verb."""
+
     parser = _Parser(prog="lava-deploy", description="Deploy QCFS-trained networks as bit-exact spiking "
                      "networks on Lava (CPU simulator) and Loihi 2.")
+    parser.add_argument("--version", action="version", version=f"lava-deploy {__version__}")
+    own_dataset = "dataset spec: digits, mnist5k, npz:PATH or cifar10:DIR (default: the one the network file records)"
+    all_samples = "number of test samples (default: all)"
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     p = verbs.add_parser("train", help="train a QCFS network and save a checkpoint")
     p.add_argument("--model", default="cnn", choices=["mlp", "cnn", "resnet"], help="model family")
     p.add_argument("--dataset", default="digits", help="digits, mnist5k, npz:PATH or cifar10:DIR")
-    p.add_argument("--bits", type=int, default=3, help="T: time steps per sample; QCFS levels 2**T - 1 (1..8)")
+    p.add_argument("--time-steps", type=int, default=3, metavar="T",
+                   help="time steps per sample; QCFS levels 2**T - 1 (1..8)")
+    p.add_argument("--bits", dest="time_steps", type=int, action=_Renamed, new_name="--time-steps",
+                   help=argparse.SUPPRESS)
     p.add_argument("--input-bits", type=int, default=8, help="bits of the quantized input image")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=64)
@@ -136,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="checkpoint file to write")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=_cmd_train, deprecated=None)
 
     p = verbs.add_parser("export", help="convert a checkpoint to a netx HDF5 spiking network")
     p.add_argument("checkpoint")
@@ -148,11 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("simulate", help="run an exported network on a dataset's test split")
     p.add_argument("network", help="netx HDF5 file")
-    p.add_argument("--backend", default="reference", help="reference, lava-cpu or loihi2 (needs lava-loihi)")
+    p.add_argument("--backend", default="reference", choices=BACKENDS, type=_one_of("backend", BACKENDS),
+                   help="loihi2 needs Intel's lava-loihi")
     p.add_argument("--partition", help="loihi2: SLURM partition of the Loihi 2 system (INRC)")
-    p.add_argument("--dataset", default="digits")
-    p.add_argument("--samples", type=int, default=None, help="number of test samples (default: all)")
+    p.add_argument("--dataset", help=own_dataset)
+    p.add_argument("--samples", type=int, help=all_samples)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--predictions", metavar="FILE.npz",
+                   help="write each sample's label, prediction and logits here (numpy .npz)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--input-spikes", metavar="FILE.npy",
                    help="stock netx networks: input spikes (steps, *input shape in Lava's x, y, c order)")
@@ -161,11 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("compare", help="run the integer reference and Lava on the same samples, spike for spike")
     p.add_argument("network", help="netx HDF5 file")
-    p.add_argument("--dataset", default="digits")
-    p.add_argument("--samples", type=int, default=200, help="number of test samples (default: 200)")
+    p.add_argument("--dataset", help=own_dataset)
+    p.add_argument("--samples", type=int, help=all_samples)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--plots", metavar="DIR", help="write accuracy-vs-T, spikes-per-layer and raster PNGs here")
-    p.add_argument("--backend", default="lava-cpu", help="lava-cpu, or loihi2 (needs lava-loihi; no spike record)")
+    against = [name for name in BACKENDS if name != "reference"]       # the reference is always one side
+    p.add_argument("--backend", default="lava-cpu", choices=against, type=_one_of("backend", against),
+                   help="what runs against the reference; loihi2 needs Intel's lava-loihi and records no spikes")
     p.add_argument("--partition", help="loihi2: SLURM partition of the Loihi 2 system (INRC)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compare)
@@ -173,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("check", help="Loihi 2 fit (cores, chips, memory), fixed-point lint and energy estimate; "
                          "exit 1 if the network cannot be deployed as is")
     p.add_argument("network", help="netx HDF5 file")
-    p.add_argument("--dataset", help="test samples for the energy estimate (default: the network's own dataset)")
-    p.add_argument("--samples", type=int, default=200, help="number of test samples to count (default: 200)")
+    p.add_argument("--dataset", help=f"test samples for the energy estimate: {own_dataset}")
+    p.add_argument("--samples", type=int, help=all_samples)
     p.add_argument("--no-energy", action="store_true", help="fit and lint only")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=_cmd_check)
@@ -219,6 +268,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"lava-deploy: error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""),
               file=sys.stderr)
         return EXIT_USER_ERROR
+    except Exception as exc:   # noqa: BLE001 - not the user's fault: say it is a bug, and how to report it
+        if os.environ.get("LAVA_DEPLOY_TRACEBACK"):
+            raise
+        text = str(exc).strip().splitlines()
+        print(f"lava-deploy: internal error (a bug in lava-deploy, not in your input): {type(exc).__name__}"
+              + (f": {text[0]}" if text else "") + "; please report it with the command you ran "
+              "(LAVA_DEPLOY_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
     except KeyboardInterrupt as exc:
         interrupted = True
         number = exc.args[0] if exc.args and isinstance(exc.args[0], signal.Signals) else signal.SIGINT

@@ -3,11 +3,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from lava_deploy.convert.network import SkipInput, SpikingLayer, SpikingNetwork, conv_output_size
+from lava_deploy.network import (INPUT, AccumulateEmit, ConvSynapse, DenseSynapse, Edge, Layer, Readout,
+                                 SpikingNetwork, Synapse)
 
 
 def _mantissa(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return 2 * rng.integers(-128, 128, size=shape)
+
+
+def _layer(rng: np.random.Generator, synapse: Synapse, source: int, scale_exp: int, levels: int, shift: int,
+           bias_range: int, time_steps: int, extra: tuple[Edge, ...] = ()) -> Layer:
+    """A layer whose random bias spans +-bias_range thresholds, so saturation and silence both happen."""
+    theta = 1 << (time_steps - 1 + scale_exp)
+    width = synapse.output_shape[0]
+    bias = rng.integers(-bias_range * theta, bias_range * theta + 1, size=width).astype(np.int64)
+    neuron = Readout(scale_exp) if levels == 0 else AccumulateEmit(scale_exp, levels)
+    return Layer([Edge(source, synapse), *extra], neuron, bias, shift)
 
 
 def random_network(rng: np.random.Generator, time_steps: int = 3, input_bits: int = 4,
@@ -28,21 +39,12 @@ def random_network(rng: np.random.Generator, time_steps: int = 3, input_bits: in
         exp = int(rng.integers(0, 3))
         shift = -(-input_bits // time_steps) if i == 0 else 1
         if conv and i == 0:
-            k = 3
-            out = (width, conv_output_size(shape[1], k, 1, 1), conv_output_size(shape[2], k, 1, 1))
-            layer = SpikingLayer("conv", _mantissa(rng, (width, shape[0], k, k)), exp,
-                                 np.zeros(width, np.int64), scale_exp, 0 if readout else levels,
-                                 shape, out, padding=(1, 1), accumulate_shift=shift)
+            synapse = ConvSynapse(_mantissa(rng, (width, shape[0], 3, 3)), exp, shape, padding=(1, 1))
         else:
-            fan_in = int(np.prod(shape))
-            out = (width, 1, 1)
-            layer = SpikingLayer("dense", _mantissa(rng, (width, fan_in)), exp,
-                                 np.zeros(width, np.int64), scale_exp, 0 if readout else levels,
-                                 shape, out, accumulate_shift=shift)
-        theta = 1 << (time_steps - 1 + scale_exp)
-        layer.bias = rng.integers(-bias_range * theta, bias_range * theta + 1, size=width).astype(np.int64)
-        layers.append(layer)
-        shape = out
+            synapse = DenseSynapse(_mantissa(rng, (width, int(np.prod(shape)))), exp, shape)
+        layers.append(_layer(rng, synapse, i - 1 if i else INPUT, scale_exp, 0 if readout else levels, shift,
+                             bias_range, time_steps))
+        shape = synapse.output_shape
     return SpikingNetwork(layers, time_steps, input_bits, input_shape, [str(c) for c in range(classes)])
 
 
@@ -57,31 +59,23 @@ def random_residual_network(rng: np.random.Generator, time_steps: int = 3, input
     projection shortcut, and a dense readout: every kind of shortcut and delay, with random integers."""
     levels = (1 << time_steps) - 1
     shift = -(-input_bits // time_steps)
-    half = conv_output_size(size, 3, 2, 1)
-    plan = [  # (input shape, output shape, stride, shortcut source)
-        ((1, size, size), (channels, size, size), 1, None),
-        ((channels, size, size), (channels, size, size), 1, None),
-        ((channels, size, size), (channels, size, size), 1, 0),
-        ((channels, size, size), (2 * channels, half, half), 2, None),
-        ((2 * channels, half, half), (2 * channels, half, half), 1, 2),
-    ]
-    layers = []
-    for i, (in_shape, out_shape, stride, source) in enumerate(plan):
-        scale_exp = int(rng.integers(time_steps, time_steps + 4))
-        layer = SpikingLayer("conv", _mantissa(rng, (out_shape[0], in_shape[0], 3, 3)), int(rng.integers(0, 3)),
-                             np.zeros(out_shape[0], np.int64), scale_exp, levels, in_shape, out_shape,
-                             stride=(stride, stride), padding=(1, 1), accumulate_shift=shift if i == 0 else 1)
+    plan = [  # (output channels, stride, shortcut source)
+        (channels, 1, None), (channels, 1, None), (channels, 1, 0), (2 * channels, 2, None), (2 * channels, 1, 2)]
+    layers: list[Layer] = []
+    shape = (1, size, size)
+    for i, (out, stride, source) in enumerate(plan):
+        synapse = ConvSynapse(_mantissa(rng, (out, shape[0], 3, 3)), int(rng.integers(0, 3)), shape,
+                              stride=(stride, stride), padding=(1, 1))
+        extra = ()
         if source is not None:
             skip_in = layers[source].output_shape
-            skip_stride = skip_in[1] // out_shape[1]
-            layer.skip = SkipInput(source, _mantissa(rng, (out_shape[0], skip_in[0], 1, 1)), int(rng.integers(0, 3)),
-                                   skip_in, stride=(skip_stride, skip_stride))
-        theta = 1 << (time_steps - 1 + scale_exp)
-        layer.bias = rng.integers(-3 * theta, 3 * theta + 1, size=out_shape[0]).astype(np.int64)
-        layers.append(layer)
-    last = layers[-1].output_shape
-    readout = SpikingLayer("dense", _mantissa(rng, (classes, int(np.prod(last)))), 0,
-                           rng.integers(-50, 50, size=classes).astype(np.int64), time_steps + 2, 0, last,
-                           (classes, 1, 1))
+            skip_stride = skip_in[1] // synapse.output_shape[1]
+            extra = (Edge(source, ConvSynapse(_mantissa(rng, (out, skip_in[0], 1, 1)), int(rng.integers(0, 3)),
+                                              skip_in, stride=(skip_stride, skip_stride))),)
+        layers.append(_layer(rng, synapse, i - 1 if i else INPUT, int(rng.integers(time_steps, time_steps + 4)),
+                             levels, shift if i == 0 else 1, 3, time_steps, extra))
+        shape = synapse.output_shape
+    readout = Layer([Edge(len(layers) - 1, DenseSynapse(_mantissa(rng, (classes, int(np.prod(shape)))), 0, shape))],
+                    Readout(time_steps + 2), rng.integers(-50, 50, size=classes).astype(np.int64))
     return SpikingNetwork([*layers, readout], time_steps, input_bits, (1, size, size),
                           [str(c) for c in range(classes)])

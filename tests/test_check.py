@@ -2,29 +2,37 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lava_deploy.check import check, estimate_energy, fit_network, measure_activity
-from lava_deploy.check.energy import fan_out_map
 from lava_deploy.check.fit import _input_axons
 from lava_deploy.cli import main
-from lava_deploy.convert.network import SpikingLayer, SpikingNetwork
-from lava_deploy.export.netx import write_netx
+from lava_deploy.network import (INPUT, AccumulateEmit, ConvSynapse, DenseSynapse, Edge, Layer, Readout,
+                                 SpikingNetwork)
+from lava_deploy.network.netx import write_netx
+
+SHIPPED = Path(__file__).resolve().parents[1] / "netx_models"
 
 
 def dense(inputs: int, outputs: int, levels: int, weight: int = 2, weight_exp: int = 0, scale_exp: int = 3,
-          bias: np.ndarray | None = None) -> SpikingLayer:
-    """A dense layer with every mantissa equal to ``weight``."""
-    return SpikingLayer("dense", np.full((outputs, inputs), weight, np.int64), weight_exp,
-                        np.zeros(outputs, np.int64) if bias is None else bias, scale_exp, levels,
-                        (inputs, 1, 1), (outputs, 1, 1))
+          bias: np.ndarray | None = None) -> Layer:
+    """A dense layer with every mantissa equal to ``weight`` (its source is set by :func:`network`)."""
+    synapse = DenseSynapse(np.full((outputs, inputs), weight, np.int64), weight_exp, (inputs, 1, 1))
+    neuron = Readout(scale_exp) if levels == 0 else AccumulateEmit(scale_exp, levels)
+    return Layer([Edge(INPUT, synapse)], neuron, np.zeros(outputs, np.int64) if bias is None else bias)
 
 
-def network(*layers: SpikingLayer, time_steps: int = 2, input_bits: int = 2) -> SpikingNetwork:
+def network(*layers: Layer, time_steps: int = 2, input_bits: int = 2) -> SpikingNetwork:
+    """A chain: each layer fed by the one before."""
+    for i, layer in enumerate(layers):
+        layer.inputs[0].source = i - 1 if i else INPUT
+        layer.accumulate_shift = -(-input_bits // time_steps) if i == 0 else 1
     classes = layers[-1].num_neurons
-    return SpikingNetwork(list(layers), time_steps, input_bits, layers[0].input_shape, [str(c) for c in range(classes)])
+    return SpikingNetwork(list(layers), time_steps, input_bits, layers[0].synapse.input_shape,
+                          [str(c) for c in range(classes)])
 
 
 def test_small_dense_network_by_hand():
@@ -57,12 +65,12 @@ def test_too_many_inputs_for_one_core_is_not_deployable():
 
 
 def test_conv_tiles_receive_only_the_input_patch_under_them():
-    conv = SpikingLayer("conv", np.full((4, 2, 3, 3), 2, np.int64), 0, np.zeros(4, np.int64), 3, 0,
-                        (2, 10, 10), (4, 10, 10), padding=(1, 1))
+    synapse = ConvSynapse(np.full((4, 2, 3, 3), 2, np.int64), 0, (2, 10, 10), padding=(1, 1))
+    conv = Layer([Edge(INPUT, synapse)], Readout(3), np.zeros(4, np.int64))
     assert _input_axons(conv, 4) == 2 * 3 * 3          # one position, all 4 channels: a 3x3 patch
     assert _input_axons(conv, 40) == 2 * 5 * 6         # 10 positions: a 3x4 tile under a 5x6 patch
     assert _input_axons(conv, 400) == 2 * 10 * 10      # the whole image
-    reach = fan_out_map(conv)[0]                       # 4 output channels per reached position
+    reach = synapse.fan_out_map()[0]                       # 4 output channels per reached position
     assert (reach[0, 0], reach[0, 5], reach[5, 5]) == (4 * 4, 4 * 6, 4 * 9)
 
 
@@ -91,7 +99,7 @@ def test_energy_counts_by_hand():
 
 
 def test_check_shipped_model_cli(capsys):
-    assert main(["check", "netx_models/digits-cnn-t3/model.net", "--samples", "20", "--json"]) == 0
+    assert main(["check", str(SHIPPED / "digits-cnn-t3" / "model.net"), "--samples", "20", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["deployable"] and report["chips"] == 1 and report["cores"] == sum(l["cores"] for l in report["layers"])
     assert report["energy"]["activity"]["samples"] == 20 and report["energy"]["energy_nj"]["total"] > 0
@@ -108,6 +116,6 @@ def test_check_exits_1_naming_the_layer(tmp_path, capsys):
 
 
 def test_check_result_matches_info(capsys):
-    result = check("netx_models/digits-mlp-t3/model.net", energy=False)
-    assert main(["info", "netx_models/digits-mlp-t3/model.net", "--json"]) == 0
+    result = check(str(SHIPPED / "digits-mlp-t3" / "model.net"), energy=False)
+    assert main(["info", str(SHIPPED / "digits-mlp-t3" / "model.net"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["loihi2"]["cores"] == result.fit.cores

@@ -8,7 +8,7 @@ from lava_deploy.convert import convert_model
 from lava_deploy.convert.fold import fold_model
 from lava_deploy.chip import STATE_BITS
 from lava_deploy.errors import DeployError
-from lava_deploy.simulate.reference import run_reference
+from lava_deploy.network.reference import run_reference
 from lava_deploy.qcfs.models import build_model, model_spec, qcfs_layers
 from lava_deploy.qcfs.activation import QCFS
 
@@ -53,7 +53,7 @@ def test_folding_is_exact_before_rounding(name, shape):
         if layer.kind == "dense":
             u = k.reshape(len(k), -1) @ w.T
         else:
-            u = torch.nn.functional.conv2d(k, w, stride=layer.stride, padding=layer.padding)
+            u = torch.nn.functional.conv2d(k, w, stride=layer.geometry["stride"], padding=layer.geometry["padding"])
         u = u.reshape(len(k), -1) + torch.from_numpy(layer.bias).repeat_interleave(int(np.prod(layer.output_shape[1:])))
         if want is None:   # readout: logits up to the positive scale of the last activation
             np.testing.assert_allclose(u.numpy(), logits.numpy(), rtol=1e-9, atol=1e-9)
@@ -66,8 +66,8 @@ def test_pooling_folds_into_the_next_layer():
     model = _trained_like("cnn", (1, 8, 8))
     folded = fold_model(model, (1, 8, 8), 8)
     conv_after_pool = folded[2]
-    assert conv_after_pool.weight.shape[2:] == (6, 6) and conv_after_pool.stride == (2, 2)
-    assert conv_after_pool.padding == (2, 2) and conv_after_pool.output_shape == (64, 4, 4)
+    assert conv_after_pool.weight.shape[2:] == (6, 6) and conv_after_pool.geometry["stride"] == (2, 2)
+    assert conv_after_pool.geometry["padding"] == (2, 2) and conv_after_pool.output_shape == (64, 4, 4)
     assert folded[-1].input_shape == (64, 4, 4) and folded[-1].levels == 0
 
 
@@ -77,9 +77,9 @@ def test_fixed_point_is_on_loihi_grid_and_close_to_float(name):
     net = convert_model(model, (1, 8, 8), 8, [str(i) for i in range(10)])
     assert net.time_steps == 3
     for layer in net.layers:
-        m = layer.weight_mantissa
+        m = layer.synapse.weight_mantissa
         assert m.min() >= -256 and m.max() <= 254 and (m % 2 == 0).all()
-        assert layer.weight_exp >= 0 and layer.scale_exp >= net.time_steps - 1
+        assert layer.synapse.weight_exp >= 0 and layer.neuron.scale_exp >= net.time_steps - 1
     assert all(spare >= 0 for spare in net.headroom())
     codes = np.random.default_rng(2).integers(0, 256, size=(300, 1, 8, 8))
     with torch.no_grad():
@@ -95,13 +95,13 @@ def test_headroom_is_reported_and_overflow_refused():
     model = _trained_like("mlp", (1, 8, 8))
     net = convert_model(model, (1, 8, 8), 8, [str(i) for i in range(10)])
     layer = net.layers[1]
-    spare = layer.headroom_bits(7)
-    low, high = layer.potential_bounds(7)
+    spare = net.headroom_bits(1)
+    low, high = net.potential_bounds(1)
     assert max(abs(low), high) < 2 ** (STATE_BITS - 1 - spare)
-    from lava_deploy.convert.network import validate_network
+    from lava_deploy.network import validate_network
     validate_network(net)
     layer.bias = layer.bias + (1 << (STATE_BITS - 1)) - high     # the largest potential now needs one bit too many
-    assert layer.headroom_bits(7) == -1
+    assert net.headroom_bits(1) == -1
     with pytest.raises(DeployError, match="layer 1: membrane potential can reach .* overflows .* by 1 bit"):
         validate_network(net)
 
@@ -145,7 +145,8 @@ def test_residual_blocks_fold_exactly_before_rounding():
     assert (folded[2].skip.tensor, folded[4].skip.tensor) == ("shortcut_gain", "weight")   # identity, projection
     outputs, k = [], torch.from_numpy(codes).double()
     for layer, want in zip(folded, expected + [None]):
-        u = torch.nn.functional.conv2d(k, torch.from_numpy(layer.weight), stride=layer.stride, padding=layer.padding) \
+        u = torch.nn.functional.conv2d(k, torch.from_numpy(layer.weight), stride=layer.geometry["stride"],
+                                       padding=layer.geometry["padding"]) \
             if layer.kind == "conv" else (k.reshape(len(k), -1) @ torch.from_numpy(layer.weight).T).view(len(k), -1, 1, 1)
         if layer.skip is not None:
             u = u + torch.nn.functional.conv2d(outputs[layer.skip.source], torch.from_numpy(layer.skip.weight),
@@ -163,7 +164,8 @@ def test_residual_network_converts_within_fixed_point_and_matches_spikes():
     shape = (1, 8, 8)
     network = convert_model(_trained_like("resnet", shape), shape, 8, [str(i) for i in range(10)])
     assert all(spare >= 0 for spare in network.headroom())
-    assert [network.skip_delay(i) for i, layer in enumerate(network.layers) if layer.skip] == [4, 4, 4]
+    assert [network.edge_delay(i, edge) for i, layer in enumerate(network.layers) for edge in layer.inputs[1:]] \
+        == [4, 4, 4]
     codes = np.random.default_rng(3).integers(0, 256, size=(16, *shape))
     by_codes, by_spikes = run_reference(network, codes), run_reference(network, codes, spikes=True)
     np.testing.assert_array_equal(by_codes.logits, by_spikes.logits)

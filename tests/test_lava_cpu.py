@@ -12,9 +12,9 @@ import pytest
 
 from factories import random_codes, random_network
 from lava_deploy.errors import DeployError
-from lava_deploy.export.netx import write_netx
+from lava_deploy.network.netx import write_netx
 from lava_deploy.simulate.lava_cpu.runner import run_lava
-from lava_deploy.simulate.reference import run_reference
+from lava_deploy.network.reference import run_reference
 
 pytestmark = pytest.mark.lava
 
@@ -61,7 +61,7 @@ def test_fast_conv_equals_lava_conv_model():
     """Our vectorized Conv model against lava-nc's own (exponent 0, which lava-nc's model supports)."""
     rng = np.random.default_rng(7)
     network = random_network(rng, time_steps=2, input_bits=2, conv=True)
-    network.layers[0].weight_exp = 0
+    network.layers[0].synapse.weight_exp = 0
     codes = random_codes(rng, network, 4)
     labels = np.zeros(len(codes), np.int64)
     _, fast = _assert_matches_reference(network, codes, labels, fast_conv=True)
@@ -82,7 +82,7 @@ def test_reset_per_sample_schedule_gives_the_same_spikes():
 def test_process_model_error_is_one_line_and_leaves_no_process():
     rng = np.random.default_rng(3)
     network = random_network(rng, time_steps=4, input_bits=8, conv=False)
-    first = network.layers[0]
+    first = network.layers[0].synapse
     first.weight_mantissa[:] = 254      # the largest weights on the brightest input overflow 24 bits
     first.weight_exp = 7
     codes = np.full((3, *network.input_shape), network.input_levels)
@@ -132,7 +132,8 @@ def test_residual_network_equals_reference_spike_for_spike(seed, time_steps):
 
     rng = np.random.default_rng(seed)
     network = random_residual_network(rng, time_steps=time_steps)
-    assert [network.skip_delay(i) for i, layer in enumerate(network.layers) if layer.skip] == [time_steps + 1] * 2
+    assert [network.edge_delay(i, edge) for i, layer in enumerate(network.layers) for edge in layer.inputs[1:]] \
+        == [time_steps + 1] * 2
     codes = random_codes(rng, network, 10)
     ref, _ = _assert_matches_reference(network, codes, rng.integers(0, 4, len(codes)))
     total = sum(s.sum() for s in ref.spikes)

@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from lava_deploy.convert import convert_model
-from lava_deploy.simulate.reference import run_reference
+from lava_deploy.network.reference import run_reference
 from lava_deploy.qcfs.models import model_spec, qcfs_layers
 from lava_deploy.train.quantization_aware import attach_rounding, detach_rounding, without_batchnorm
 from test_convert import _qcfs_codes, _trained_like
@@ -60,8 +60,9 @@ def test_residual_network_folds_rounds_and_rebuilds():
     assert any(float(b.shortcut_gain) != 1.0 for b in rebuilt.modules() if isinstance(b, ResidualBlock))
     network = convert_model(rebuilt, SHAPE, 8, [str(i) for i in range(10)])
     for folded, layer in zip(fold_model(rebuilt, SHAPE, 8), network.layers):
-        if layer.skip is not None:
-            np.testing.assert_allclose(folded.skip.weight * 2.0 ** layer.scale_exp, layer.skip.weight, rtol=1e-6)  # float32 gains
+        for edge in layer.inputs[1:]:
+            np.testing.assert_allclose(folded.skip.weight * 2.0 ** layer.neuron.scale_exp, edge.synapse.weight,
+                                       rtol=1e-6)  # float32 gains
     codes = np.random.default_rng(4).integers(0, 256, size=(200, *SHAPE))
     expected, _ = _hooked_codes(rebuilt.double(), torch.from_numpy(codes / 255.0))
     reference = run_reference(network, codes)

@@ -1,10 +1,10 @@
-"""The spike-level reference equals the bits of the code-level reference (spec section 6)."""
+"""The spike-level reference equals the bits of the code-level reference, for every layer, sample and step."""
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from factories import random_codes, random_network
-from lava_deploy.convert.network import encode_input_digits
-from lava_deploy.simulate.reference import run_reference
+from lava_deploy.network import encode_input_digits
+from lava_deploy.network.reference import run_reference
 
 
 @settings(max_examples=60, deadline=None)
@@ -53,21 +53,20 @@ def test_float32_synapses_are_exact_at_the_edge_of_the_24_bit_state(seed, conv, 
     import torch
 
     from lava_deploy.chip import STATE_BITS
-    from lava_deploy.convert.network import SpikingLayer
-    from lava_deploy.simulate.reference import synaptic_input
+    from lava_deploy.network import INPUT, ConvSynapse, DenseSynapse, Edge, Layer, Readout, SpikingNetwork
 
     rng = np.random.default_rng(seed)
     levels, channels = 7, 16
     shape = (channels, 6, 6)
     weight_shape = (8, channels, 3, 3) if conv else (8, channels * 36)
     mantissa = 2 * rng.integers(-128, 128, size=weight_shape)
-    side = 6 // stride
-    out_shape = (8, side, side) if conv else (8, 1, 1)
-    layer = SpikingLayer("conv" if conv else "dense", mantissa, 0, np.zeros(8, np.int64), 3, levels, shape, out_shape,
-                         stride=(stride, stride), padding=(1, 1) if conv else (0, 0))
+    synapse = ConvSynapse(mantissa, 0, shape, stride=(stride, stride), padding=(1, 1)) if conv else \
+        DenseSynapse(mantissa, 0, shape)
+    layer = Layer([Edge(INPUT, synapse)], Readout(3), np.zeros(8, np.int64))
+    net = SpikingNetwork([layer], 3, 3, shape, [str(c) for c in range(8)])       # input codes 0..7
     # The largest exponent that keeps headroom: the potentials then reach up to half the 24-bit range.
-    while layer.headroom_bits(levels) > 0:
-        layer.weight_exp += 1
-    assert layer.headroom_bits(levels) == 0 and layer.potential_bounds(levels)[1] >= 1 << (STATE_BITS - 3)
+    while net.headroom_bits(0) > 0:
+        synapse.weight_exp += 1
+    assert net.headroom_bits(0) == 0 and net.potential_bounds(0)[1] >= 1 << (STATE_BITS - 3)
     x = torch.from_numpy(rng.integers(0, levels + 1, size=(4, *shape))).double()
-    assert torch.equal(synaptic_input(layer, x, single=True), synaptic_input(layer, x, single=False))
+    assert torch.equal(synapse.current(x, single=True), synapse.current(x, single=False))

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from lava_deploy.simulate import load_network, simulation_inputs
-from lava_deploy.simulate.reference import run_reference
+from lava_deploy.network.reference import run_reference
 
 ROOT = Path(__file__).resolve().parent
 HASHES = ROOT / "data" / "shipped_output_hashes.json"

@@ -12,7 +12,8 @@ from typing import Optional
 from lava_deploy.check.energy import Activity, EnergyEstimate, estimate_energy, measure_activity
 from lava_deploy.check.fit import FitReport, fit_network, lint
 from lava_deploy.check.limits import LOIHI2, LOIHI_ENERGY, SOURCES, CoreLimits, EnergyCosts
-from lava_deploy.convert.network import SpikingNetwork
+from lava_deploy.network import SpikingNetwork
+from lava_deploy.simulate import check_samples, load_network, network_dataset, simulation_inputs
 
 __all__ = ["check", "CheckResult", "fit_network", "lint", "measure_activity", "estimate_energy", "FitReport",
            "Activity", "EnergyEstimate", "CoreLimits", "EnergyCosts", "LOIHI2", "LOIHI_ENERGY", "SOURCES"]
@@ -43,26 +44,24 @@ class CheckResult:
         return format_check(self)
 
 
-def check(network: SpikingNetwork | str | Path, dataset: Optional[str] = None, samples: Optional[int] = 200,
+def check(network: SpikingNetwork | str | Path, dataset: Optional[str] = None, samples: Optional[int] = None,
           energy: bool = True, limits: CoreLimits = LOIHI2, costs: EnergyCosts = LOIHI_ENERGY) -> CheckResult:
     """Map a network onto Loihi 2 cores, lint its fixed point, and estimate energy on ``dataset``.
 
     Args:
         network: converted network or netx file path.
         dataset: test samples to count activity on; None: the dataset recorded in the
-            network's metadata, if any (else no energy estimate).
+            network's metadata (one line if it records none and energy is asked for).
         samples: how many test samples to count on (all when None).
         energy: estimate energy (needs a dataset); False: fit and lint only.
         limits, costs: the published figures to check against (Loihi 2's by default).
     """
-    from lava_deploy.simulate import check_samples, load_network, simulation_inputs
-
     check_samples(samples)
     if not isinstance(network, SpikingNetwork):
         network = load_network(network)
     result = CheckResult(fit_network(network, limits))
-    dataset = dataset or network.metadata.get("dataset")
-    if energy and dataset:
+    if energy:
+        dataset = network_dataset(network, dataset)
         codes, _ = simulation_inputs(network, dataset, samples)
         result.energy = estimate_energy(measure_activity(network, codes), costs)
         result.dataset = dataset

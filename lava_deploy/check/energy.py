@@ -13,11 +13,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
 
 from lava_deploy.check.limits import LOIHI_ENERGY, EnergyCosts
-from lava_deploy.convert.network import SkipInput, SpikingLayer, SpikingNetwork, encode_input_digits
-from lava_deploy.simulate.reference import _popcount, run_reference
+from lava_deploy.network import INPUT, SpikingNetwork, encode_input_digits
+from lava_deploy.network.reference import popcount, run_reference
 
 
 @dataclass
@@ -54,36 +53,25 @@ class Activity:
         return self.input_spikes + float(sum(self.spikes_per_layer))
 
 
-def fan_out_map(layer: SpikingLayer | SkipInput) -> np.ndarray:
-    """Synapses each input neuron of ``layer`` reaches, shaped like its input ``(C, H, W)``."""
-    if layer.kind == "dense":
-        return np.full(layer.input_shape, layer.num_neurons, dtype=np.float64)
-    out_c, in_per_group, kh, kw = layer.weight_mantissa.shape
-    ones_out = torch.ones((1, *layer.output_shape), dtype=torch.float64)
-    ones_kernel = torch.ones((out_c, in_per_group, kh, kw), dtype=torch.float64)
-    reach = torch.nn.grad.conv2d_input((1, *layer.input_shape), ones_kernel, ones_out, stride=layer.stride,
-                                       padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
-    return reach[0].numpy()
-
-
 def measure_activity(network: SpikingNetwork, codes: np.ndarray) -> Activity:
-    """Count spikes, synaptic operations, neuron updates and ANN MACs for input codes ``(N, C, H, W)``."""
+    """Count spikes, synaptic operations, neuron updates and ANN MACs for input codes ``(N, C, H, W)``.
+
+    Every spike is charged one synaptic operation per synapse it reaches on every edge out of its node
+    (each synapse kind's :meth:`~lava_deploy.network.Synapse.fan_out_map`).
+    """
     codes = np.asarray(codes, dtype=np.int64)
     n, T = len(codes), network.time_steps
     digits = encode_input_digits(codes, network.input_bits, T)
-    per_neuron = [(digits != 0).sum(axis=(0, 1)) / n]                       # input spikes per position
+    per_neuron = {INPUT: (digits != 0).sum(axis=(0, 1)) / n}                # input spikes per position
     reference = run_reference(network, codes)
-    per_neuron += [_popcount(c).sum(axis=0) / n for c in reference.codes]   # one spike per 1-bit of a code
-    synops = [float((counts * fan_out_map(layer)).sum()) for counts, layer in zip(per_neuron, network.layers)]
-    for i, layer in enumerate(network.layers):
-        if layer.skip is not None:      # the shortcut's source spikes reach these neurons too
-            synops[i] += float((per_neuron[layer.skip.source + 1] * fan_out_map(layer.skip)).sum())
+    per_neuron.update({i: popcount(c).sum(axis=0) / n for i, c in enumerate(reference.codes)})  # one per 1-bit
+    synops = [sum(float((per_neuron[edge.source] * edge.synapse.fan_out_map()).sum()) for edge in layer.inputs)
+              for layer in network.layers]
     neurons = sum(layer.num_neurons for layer in network.layers)
-    return Activity(samples=n, input_spikes=float(per_neuron[0].sum()),
-                    spikes_per_layer=[float(c.sum()) for c in per_neuron[1:]], synaptic_ops_per_layer=synops,
-                    neuron_updates=neurons * T, macs=sum(layer.num_neurons * synapse.fan_in
-                                                             for layer in network.layers
-                                                             for synapse in layer.synapses_in),
+    return Activity(samples=n, input_spikes=float(per_neuron[INPUT].sum()),
+                    spikes_per_layer=[float(per_neuron[i].sum()) for i in range(len(reference.codes))],
+                    synaptic_ops_per_layer=synops, neuron_updates=neurons * T,
+                    macs=sum(layer.num_neurons * layer.fan_in for layer in network.layers),
                     steps_per_sample=network.steps_per_sample, latency_steps=network.latency_steps)
 
 

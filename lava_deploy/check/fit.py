@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Union
 
 from lava_deploy.check.limits import LOIHI2, CoreLimits
 from lava_deploy.chip import WEIGHT_MANTISSA_MAX, WEIGHT_MANTISSA_MIN
-from lava_deploy.convert.network import SkipInput, SpikingLayer, SpikingNetwork
+from lava_deploy.network import Layer, SpikingNetwork
 
 
 @dataclass
@@ -106,25 +105,14 @@ def fit_network(network: SpikingNetwork, limits: CoreLimits = LOIHI2) -> FitRepo
                      problems=problems)
 
 
-Synapse = Union[SpikingLayer, SkipInput]
-
-
-def _outgoing(network: SpikingNetwork, index: int) -> list[tuple[Synapse, int]]:
-    """(synapse, layer whose neurons it drives) for every synapse carrying layer ``index``'s spikes."""
-    targets = [(network.layers[index + 1], index + 1)] if index + 1 < len(network.layers) else []
-    return targets + [(layer.skip, k) for k, layer in enumerate(network.layers)
-                      if layer.skip is not None and layer.skip.source == index]
-
-
 def _fit_layer(network: SpikingNetwork, index: int, fits: dict[int, LayerFit], limits: CoreLimits) -> LayerFit:
     layer = network.layers[index]
-    neurons, incoming = layer.num_neurons, layer.synapses_in
-    fan_in = sum(synapse.fan_in for synapse in incoming)
+    neurons, fan_in = layer.num_neurons, layer.fan_in
     per_neuron_bytes = fan_in * limits.synapse_bytes + limits.neuron_state_bytes
     caps = {"neurons": limits.neurons_per_core, "memory": limits.memory_per_core_bytes // per_neuron_bytes}
     fan_out, destinations = 0.0, 0
-    for synapse, target in _outgoing(network, index):
-        reached = network.layers[target].num_neurons * synapse.fan_in / neurons
+    for target, edge in network.consumers(index):
+        reached = network.layers[target].num_neurons * edge.synapse.fan_in / neurons
         fan_out += reached
         if fits[target].cores:
             # A spike travels once to every core holding one of its targets (+1: targets straddling a boundary).
@@ -134,8 +122,8 @@ def _fit_layer(network: SpikingNetwork, index: int, fits: dict[int, LayerFit], l
     caps["input axons"] = _input_axon_cap(layer, limits, min(caps.values()))
     per_core = min(min(caps.values()), neurons)
     limited_by = min(caps, key=caps.get) if per_core < neurons else "-"
-    weight = f"{limits.weight_mantissa_bits}-bit x 2^{layer.weight_exp}"
-    row = LayerFit(index, layer.kind, neurons, neurons * fan_in, fan_in, round(fan_out, 2), weight,
+    weight = f"{limits.weight_mantissa_bits}-bit x 2^{layer.synapse.weight_exp}"
+    row = LayerFit(index, layer.synapse.kind, neurons, neurons * fan_in, fan_in, round(fan_out, 2), weight,
                    neurons * per_neuron_bytes, _input_axons(layer, max(per_core, 1)), per_core,
                    math.ceil(neurons / per_core) if per_core else 0, limited_by)
     if per_core < 1:
@@ -143,7 +131,7 @@ def _fit_layer(network: SpikingNetwork, index: int, fits: dict[int, LayerFit], l
     return row
 
 
-def _why_not(layer: SpikingLayer, limited_by: str, per_neuron_bytes: int, limits: CoreLimits) -> str:
+def _why_not(layer: Layer, limited_by: str, per_neuron_bytes: int, limits: CoreLimits) -> str:
     if limited_by == "memory":
         return (f"one neuron needs {per_neuron_bytes} bytes of synapses and state, more than a core's "
                 f"{limits.memory_per_core_bytes}")
@@ -154,30 +142,20 @@ def _why_not(layer: SpikingLayer, limited_by: str, per_neuron_bytes: int, limits
     return f"no neuron fits a core ({limited_by})"
 
 
-def _input_axons(layer: SpikingLayer, per_core: int) -> int:
-    """Distinct inputs feeding a core that holds ``per_core`` of the layer's neurons (shortcut included).
+def _input_axons(layer: Layer, per_core: int) -> int:
+    """Distinct inputs feeding a core that holds ``per_core`` of the layer's neurons (every edge's).
 
-    A conv core holds a near-square tile of output positions, all channels at
-    each, and receives the input patch under that tile.
+    A core holds a near-square tile of output positions, all channels at each;
+    each synapse kind says which of its inputs such a tile needs.
     """
-    total = 0
     out_c, out_h, out_w = layer.output_shape
     positions = math.ceil(per_core / out_c)
     tile_w = min(out_w, math.ceil(math.sqrt(positions)))
     tile_h = min(out_h, math.ceil(positions / tile_w))
-    for synapse in layer.synapses_in:
-        channels, height, width = synapse.input_shape
-        if synapse.kind == "dense":
-            total += channels * height * width
-            continue
-        (kh, kw), (sh, sw), (dh, dw) = synapse.weight_mantissa.shape[2:], synapse.stride, synapse.dilation
-        patch_h = min(height, (tile_h - 1) * sh + dh * (kh - 1) + 1)
-        patch_w = min(width, (tile_w - 1) * sw + dw * (kw - 1) + 1)
-        total += channels * patch_h * patch_w
-    return total
+    return sum(edge.synapse.input_axons(tile_h, tile_w) for edge in layer.inputs)
 
 
-def _input_axon_cap(layer: SpikingLayer, limits: CoreLimits, upper: int) -> int:
+def _input_axon_cap(layer: Layer, limits: CoreLimits, upper: int) -> int:
     """The most neurons per core (at most ``upper``) whose inputs fit the input-axon limit; 0 if none."""
     low, high = 0, max(upper, 0)
     while low < high:                       # largest n with _input_axons(n) <= limit (monotone in n)
@@ -199,8 +177,8 @@ def lint(network: SpikingNetwork, limits: CoreLimits = LOIHI2) -> list[Finding]:
                                                 f"by {-spare} bit(s)"))
         else:
             findings.append(Finding("ok", i, f"{spare} bit(s) of {limits.state_bits}-bit headroom"))
-        for synapse in layer.synapses_in:
-            what = "shortcut weight" if synapse is layer.skip else "weight"
+        for k, edge in enumerate(layer.inputs):
+            synapse, what = edge.synapse, "shortcut weight" if k else "weight"
             if not limits.weight_exp_min <= synapse.weight_exp <= limits.weight_exp_max:
                 findings.append(Finding("error", i, f"{what} exponent {synapse.weight_exp} outside "
                                                     f"{limits.weight_exp_min}..{limits.weight_exp_max}"))

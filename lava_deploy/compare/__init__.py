@@ -8,10 +8,14 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from lava_deploy.convert.network import SpikingNetwork
+from lava_deploy.network import SpikingNetwork
 from lava_deploy.errors import DeployError
+from lava_deploy.compare import plots
 from lava_deploy.files import check_output_folder
-from lava_deploy.simulate import SimulationResult, load_network, simulate
+from lava_deploy.simulate import BACKENDS, SimulationResult, get_backend, load_network, simulate
+from lava_deploy.simulate.reference import ReferenceBackend
+
+REFERENCE = ReferenceBackend.name
 
 
 @dataclass
@@ -79,7 +83,7 @@ class Comparison:
         return "\n".join(lines)
 
 
-def compare(network: SpikingNetwork | str | Path, dataset: Optional[str] = None, samples: Optional[int] = 200,
+def compare(network: SpikingNetwork | str | Path, dataset: Optional[str] = None, samples: Optional[int] = None,
             progress: Optional[Callable[[int], None]] = None, backend: str = "lava-cpu",
             partition: Optional[str] = None) -> Comparison:
     """Run the integer reference and a Lava backend on the same test samples.
@@ -89,24 +93,24 @@ def compare(network: SpikingNetwork | str | Path, dataset: Optional[str] = None,
         dataset: dataset spec whose test split feeds both backends; None: the one the network's metadata records.
         samples: number of test samples (all when None).
         progress: called with samples finished while Lava runs.
-        backend: ``lava-cpu`` (every spike compared) or ``loihi2`` (logits and predictions;
-            the chip's spikes are not recorded).
-        partition: ``loihi2`` only: the SLURM partition of the Loihi 2 system.
+        backend: any registered backend but the reference itself: every spike is compared where it
+            records spikes (``lava-cpu``), else logits and predictions (``loihi2``).
+        partition: a chip backend's SLURM partition.
     """
-    if backend not in ("lava-cpu", "loihi2"):
-        raise DeployError(f"compare runs the reference against lava-cpu or loihi2, not '{backend}'")
-    if backend == "loihi2":
-        from lava_deploy.simulate.loihi2 import require_loihi2
-        require_loihi2()
+    other = get_backend(backend)
+    if other.name == REFERENCE:
+        raise DeployError(f"compare runs the reference against another backend: "
+                          f"{', '.join(name for name in BACKENDS if name != REFERENCE)}")
+    other.require()
     source = None
     if not isinstance(network, SpikingNetwork):
         source = Path(network)
         network = load_network(network)
     reference = simulate(network, dataset, "reference", samples, record_spikes=True)
-    lava = simulate(network, dataset, backend, samples, record_spikes=backend == "lava-cpu", progress=progress,
+    lava = simulate(network, dataset, backend, samples, record_spikes=other.records_spikes, progress=progress,
                     partition=partition)
     if not np.array_equal(reference.labels, lava.labels):
-        raise DeployError("Lava returned the samples' labels out of order: its pipeline is misaligned")
+        raise RuntimeError("Lava returned the samples' labels out of order: its pipeline is misaligned")
     return Comparison(network, reference, lava, source)
 
 
@@ -138,8 +142,6 @@ def write_plots(comparison: Comparison, folder: str | Path, sample: int = 0) -> 
     file when there is one (the shipped models have it); otherwise it shows
     this model's own point.
     """
-    from lava_deploy.compare import plots
-
     folder = check_output_folder(folder)
     T = comparison.network.time_steps
     family_file = comparison.source.parent / FAMILY_FILE if comparison.source else None

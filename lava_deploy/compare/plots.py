@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lava_deploy.convert.network import SpikingNetwork
+from lava_deploy.network import SpikingNetwork
 from lava_deploy.files import atomic_output
 from lava_deploy.simulate import SimulationResult
 

@@ -7,11 +7,11 @@ from torch import nn
 
 from lava_deploy.convert.fixed_point import to_fixed_point
 from lava_deploy.convert.fold import fold_model
-from lava_deploy.convert.network import SpikingLayer, SpikingNetwork, validate_network
+from lava_deploy.network import SpikingNetwork, validate_network
 from lava_deploy.errors import DeployError
 from lava_deploy.qcfs.models import qcfs_layers
 
-__all__ = ["convert_model", "SpikingLayer", "SpikingNetwork"]
+__all__ = ["convert_model"]
 
 
 def convert_model(model: nn.Module, input_shape: tuple[int, int, int], input_bits: int,

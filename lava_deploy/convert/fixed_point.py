@@ -1,4 +1,4 @@
-"""Rounding folded layers onto Loihi's fixed point (spec section 3).
+"""Rounding folded layers onto Loihi's fixed point (``docs/conversion.md``).
 
 Per layer, a scale S = 2**F: weights become ``mantissa << exp`` with an 8-bit
 mixed-sign mantissa on Loihi's grid (even integers in [-256, 254]) and a
@@ -15,7 +15,8 @@ import numpy as np
 
 from lava_deploy.convert.fold import FoldedLayer, FoldedSkip
 from lava_deploy.chip import STATE_BITS
-from lava_deploy.convert.network import SkipInput, SpikingLayer, SpikingNetwork
+from lava_deploy.network import (INPUT, SYNAPSE_KINDS, AccumulateEmit, ConvSynapse, Edge, Layer, Readout,
+                                 SpikingNetwork)
 
 #: Largest mantissa half: Loihi drops the lowest bit of a mixed-sign 8-bit weight.
 Q_MAX = 127
@@ -33,22 +34,18 @@ def _round(x: np.ndarray) -> np.ndarray:
     return x.astype(np.int64)
 
 
-def quantize_layer(folded: FoldedLayer, time_steps: int, accumulate_shift: int,
-                   weight_shift: int) -> SpikingLayer:
-    """Round one folded layer with weight step 2**-weight_shift (in code units)."""
+def quantize_layer(folded: FoldedLayer, source: int, time_steps: int, accumulate_shift: int,
+                   weight_shift: int) -> Layer:
+    """Round one folded layer, fed by node ``source``, with weight step 2**-weight_shift (in code units)."""
     q = np.clip(_round(folded.weight * 2.0**weight_shift), -Q_MAX - 1, Q_MAX)
     exp, scale_exp = scale_exponents(weight_shift, folded.levels, time_steps)
-    skip = quantize_skip(folded.skip, scale_exp) if folded.skip is not None else None
-    return SpikingLayer(
-        kind=folded.kind, weight_mantissa=(2 * q).astype(np.int64), weight_exp=exp,
-        bias=_round(folded.bias * 2.0**scale_exp), scale_exp=scale_exp, levels=folded.levels,
-        input_shape=folded.input_shape, output_shape=folded.output_shape, stride=folded.stride,
-        padding=folded.padding, dilation=folded.dilation, groups=folded.groups,
-        accumulate_shift=accumulate_shift, skip=skip,
-    )
+    synapse = SYNAPSE_KINDS[folded.kind]((2 * q).astype(np.int64), exp, folded.input_shape, **folded.geometry)
+    edges = [Edge(source, synapse)] + ([quantize_skip(folded.skip, scale_exp)] if folded.skip is not None else [])
+    neuron = Readout(scale_exp) if folded.levels == 0 else AccumulateEmit(scale_exp, folded.levels)
+    return Layer(edges, neuron, _round(folded.bias * 2.0**scale_exp), accumulate_shift)
 
 
-def quantize_skip(skip: FoldedSkip, scale_exp: int) -> SkipInput:
+def quantize_skip(skip: FoldedSkip, scale_exp: int) -> Edge:
     """Round a shortcut into the potential units S = 2**scale_exp of the layer it feeds.
 
     Its own exponent is the smallest non-negative one whose 8-bit mantissa holds the largest weight.
@@ -56,8 +53,8 @@ def quantize_skip(skip: FoldedSkip, scale_exp: int) -> SkipInput:
     value = skip.weight * 2.0**scale_exp
     exp = skip_exponent(float(np.abs(value).max()))
     q = np.clip(_round(value / 2.0 ** (exp + 1)), -Q_MAX - 1, Q_MAX)
-    return SkipInput(source=skip.source, weight_mantissa=(2 * q).astype(np.int64), weight_exp=exp,
-                     input_shape=skip.input_shape, stride=skip.stride, padding=skip.padding)
+    return Edge(skip.source, ConvSynapse((2 * q).astype(np.int64), exp, skip.input_shape, stride=skip.stride,
+                                         padding=skip.padding))
 
 
 def scale_exponents(weight_shift: int, levels: int, time_steps: int) -> tuple[int, int]:
@@ -103,16 +100,14 @@ def to_fixed_point(folded: Sequence[FoldedLayer], time_steps: int, input_bits: i
         weight_shift = best_weight_shift(float(np.abs(layer.weight).max()))
         while True:
             try:
-                candidate = quantize_layer(layer, time_steps, shift, weight_shift)
+                network.layers.append(quantize_layer(layer, i - 1 if i else INPUT, time_steps, shift, weight_shift))
             except ValueError as exc:
                 raise ValueError(f"layer {i}: {exc}") from None
-            skip_levels = network.layers[layer.skip.source].levels if layer.skip is not None else 0
-            spare = candidate.headroom_bits(network.input_levels if i == 0 else network.layers[-1].levels,
-                                            skip_levels)
+            spare = network.headroom_bits(i)
             if spare >= 0:
                 break
+            network.layers.pop()
             if weight_shift < -STATE_BITS:
                 raise ValueError(f"layer {i} cannot fit Loihi's {STATE_BITS}-bit state at any weight precision")
             weight_shift += spare
-        network.layers.append(candidate)
     return network

@@ -1,4 +1,4 @@
-"""Error-free folding of a QCFS network into integer-domain layers (spec section 2).
+"""Error-free folding of a QCFS network into integer-domain layers (``docs/conversion.md``).
 
 Each synapse layer becomes ``k_l = clip(floor(W~ k_{l-1} + b~), 0, L)`` (plus
 ``W~_skip k_source`` for the second layer of a residual block) with
@@ -12,14 +12,14 @@ The result is still float; :mod:`lava_deploy.convert.fixed_point` rounds it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from lava_deploy.convert.network import conv_output_size
+from lava_deploy.network import conv_output_size
 from lava_deploy.errors import DeployError
 from lava_deploy.qcfs.models import ResidualBlock
 from lava_deploy.qcfs.activation import QCFS
@@ -32,8 +32,11 @@ _PASS_THROUGH = (nn.Dropout, nn.Identity, nn.Flatten)
 class FoldedLayer:
     """A synapse layer in the integer code domain, before rounding.
 
-    ``levels`` is L of the QCFS activation that follows, or 0 for the readout
-    layer, whose outputs are logits (scaled by a positive factor).
+    ``kind`` names the synapse kind (``lava_deploy.network.SYNAPSE_KINDS``) and
+    ``geometry`` its keyword arguments beyond the weights (a conv's stride,
+    padding, dilation, groups). ``levels`` is L of the QCFS activation that
+    follows, or 0 for the readout layer, whose outputs are logits (scaled by a
+    positive factor).
     ``source`` is the Conv2d/Linear it came from; when no BatchNorm follows it,
     ``weight = source.weight * weight_scale`` (pool spread aside) and
     ``bias = source.bias * bias_scale + bias_offset``, which is what
@@ -46,10 +49,7 @@ class FoldedLayer:
     levels: int
     input_shape: tuple[int, int, int]
     output_shape: tuple[int, int, int]
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
+    geometry: dict = field(default_factory=dict)
     source: Optional[nn.Module] = None
     weight_scale: float = 1.0
     bias_scale: float = 1.0
@@ -203,7 +203,7 @@ def _fold_synapse(module: nn.Module, bn: Optional[nn.Module], activation: Option
                   bias_offset=0.5 if activation is not None else 0.0)
     weight, bias = weight * step_in * ratio, bias * ratio + scales["bias_offset"]
     levels = activation.levels if activation is not None else 0
-    return FoldedLayer(kind, weight.numpy(), bias.numpy(), levels, in_shape, out_shape, **geometry, **scales)
+    return FoldedLayer(kind, weight.numpy(), bias.numpy(), levels, in_shape, out_shape, geometry, **scales)
 
 
 def _fold_block(block: ResidualBlock, source: int, shape: tuple, step_in: float) -> list[FoldedLayer]:

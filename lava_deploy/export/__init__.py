@@ -4,11 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from lava_deploy.check import fit_network
 from lava_deploy.convert import convert_model
-from lava_deploy.convert.network import SpikingNetwork, layer_summary
 from lava_deploy.errors import DeployError
 from lava_deploy.files import check_output_file
-from lava_deploy.simulate.reference import run_reference
+from lava_deploy.network import INPUT, SpikingNetwork
+from lava_deploy.network.netx import read_netx, write_netx
+from lava_deploy.network.reference import run_reference
+from lava_deploy.simulate import simulation_inputs
 from lava_deploy.train.checkpoint import file_sha256, load_checkpoint
 
 
@@ -39,9 +42,6 @@ def export(checkpoint: str | Path, output: str | Path,
         DeployError: bad paths, a damaged checkpoint, a network the chip cannot take, or an
             accuracy collapse (one line naming the layer or the figures).
     """
-    from lava_deploy.export.netx import write_netx
-    from lava_deploy.simulate import simulation_inputs
-
     check_output_file(output, inputs=[checkpoint])
     model, info = load_checkpoint(checkpoint)
     metadata = {
@@ -72,9 +72,6 @@ def info(network: SpikingNetwork | str | Path) -> dict:
     steps per sample, the recorded provenance and accuracies, and the Loihi 2
     fit in brief (cores, chips, deployable; ``lava-deploy check`` has the rest).
     """
-    from lava_deploy.check import fit_network
-    from lava_deploy.export.netx import read_netx
-
     if not isinstance(network, SpikingNetwork):
         network = read_netx(network)
     fit = fit_network(network)
@@ -92,6 +89,27 @@ def info(network: SpikingNetwork | str | Path) -> dict:
         "metadata": dict(network.metadata),
         "loihi2": {"cores": fit.cores, "chips": fit.chips, "deployable": fit.deployable, "problems": fit.problems},
     }
+
+
+def layer_summary(network: SpikingNetwork) -> list[dict]:
+    """One row per layer for ``info``: synapse and neuron kinds, shapes, fan-in, weight bits, exponent, headroom."""
+    rows = []
+    for i, (layer, spare) in enumerate(zip(network.layers, network.headroom())):
+        rows.append({
+            "index": i,
+            "kind": layer.synapse.kind,
+            "input_shape": tuple(layer.synapse.input_shape),
+            "output_shape": tuple(layer.output_shape),
+            "fan_in": layer.synapse.fan_in,
+            "weight_bits": 8,
+            "weight_exp": layer.synapse.weight_exp,
+            "scale_exp": layer.neuron.scale_exp,
+            "levels": layer.levels,
+            "headroom_bits": spare,
+            "neuron": layer.neuron.kind,
+            "skip_from": next((edge.source for edge in layer.inputs[1:] if edge.source != INPUT), None),
+        })
+    return rows
 
 
 def format_info(summary: dict) -> str:

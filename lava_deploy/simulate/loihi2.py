@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
+
 from lava_deploy.errors import DeployError
+from lava_deploy.simulate.backend import register_backend
+from lava_deploy.simulate.lava_cpu import LavaCpuBackend
 
 #: The one line a user without lava-loihi gets.
 LAVA_LOIHI_MISSING = "the Loihi 2 backend needs Intel's lava-loihi (INRC); use --backend lava-cpu"
@@ -34,7 +38,6 @@ def neurocore_models() -> list[type]:
     Lava's compiler finds models beside a Process (and in namespace packages
     extending its folder), which is where an INRC user's microcode model goes.
     """
-    import numpy as np
     from lava.magma.compiler.compiler_graphs import ProcGroupDiGraphs
     from lava.magma.core.resources import Loihi2NeuroCore
 
@@ -63,3 +66,17 @@ def hardware_run_config(partition: Optional[str] = None):
     if partition or slurm.is_available():
         loihi.use_slurm_host(partition=partition)
     return Loihi2HwCfg(select_tag="fixed_pt")
+
+
+@register_backend
+class Loihi2Backend(LavaCpuBackend):
+    """The Lava network on a Loihi 2 chip; logits and predictions only (the chip's spikes are not recorded)."""
+
+    name = "loihi2"
+    records_spikes = False
+    runs_stock_netx = False
+    on_chip = True
+
+    def require(self) -> None:
+        """lava-loihi and a NeuroCore model of the neuron, or one line."""
+        require_loihi2()

@@ -52,7 +52,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise DeployError (one line naming the flag) for arguments outside the supported range."""
         ranges = {  # flag: (value, low, high)
-            "--bits (time steps T)": (self.bits, chip.TIME_STEPS_MIN, chip.TIME_STEPS_MAX),
+            "--time-steps (T)": (self.bits, chip.TIME_STEPS_MIN, chip.TIME_STEPS_MAX),
             "--input-bits": (self.input_bits, chip.INPUT_BITS_MIN, chip.INPUT_BITS_MAX),
             "--epochs": (self.epochs, 1, 100_000),
             "--batch-size": (self.batch_size, 1, 1 << 20),

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+import h5py
 import numpy as np
 
-from lava_deploy.convert.network import SpikingNetwork
+from lava_deploy.network import SpikingNetwork
 from lava_deploy.errors import DeployError
-from lava_deploy.export.netx import write_netx
+from lava_deploy.network.netx import write_netx
 
 #: Seconds allowed for start-up and compilation, and per simulated step, before a run counts as hung.
 _STARTUP_S, _PER_STEP_S = 120.0, 0.25
@@ -88,11 +89,9 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
         DeployError: a process model failed (one line naming it) or the run timed out.
     """
     if schedule not in ("pipelined", "reset"):
-        raise DeployError(f"unknown schedule '{schedule}': use pipelined or reset")
-    if loihi2:
-        from lava_deploy.simulate.loihi2 import require_loihi2
-        require_loihi2()
-        if any(layer.skip is not None for layer in network.layers):
+        raise ValueError(f"unknown schedule '{schedule}': use pipelined or reset")
+    if loihi2:      # the loihi2 backend's require() has checked for lava-loihi before any work
+        if any(len(layer.inputs) > 1 for layer in network.layers):
             raise DeployError("residual shortcuts are not mapped onto Loihi 2 yet (their spike delay is a CPU "
                               "process): use --backend lava-cpu")
         record_spikes, schedule = False, "pipelined"
@@ -170,8 +169,6 @@ def run_stock_netx(path: str | Path, input_spikes: np.ndarray, *, timeout_s: Opt
 
 def _stock_output_shape(path: Path, input_shape: tuple[int, ...]) -> tuple[int, ...]:
     """The output port's shape, from the last layer's ``shape`` (netx stores (C, H, W); Lava uses (x, y, c))."""
-    import h5py
-
     try:
         with h5py.File(path, "r") as f:
             layers = f["layer"]

@@ -27,10 +27,11 @@ from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc.conv.process import Conv
-from lava.proc.dense.process import Dense
 
-from lava_deploy.convert.network import SkipInput, SpikingLayer, SpikingNetwork
-from lava_deploy.export.netx import read_netx
+from lava_deploy.errors import DeployError
+from lava_deploy.network import INPUT, Edge, SpikingNetwork
+from lava_deploy.network.netx import read_netx
+from lava_deploy.simulate.loihi2 import hardware_run_config
 from lava_deploy.simulate.lava_cpu.process.models import PyConvModelFast
 from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, DigitSource, LogitSink, SpikeDelay,
                                                            SpikeRecorder, SpikeReplay)
@@ -126,23 +127,6 @@ def _release_shared_memory(process: Optional[AbstractProcess]) -> None:
         print(f"releasing Lava's shared memory failed: {exc!r}", file=sys.stderr)
 
 
-def lava_shape(shape: tuple[int, int, int], kind: str) -> tuple[int, ...]:
-    """Lava's order for a (C, H, W) array: (W, H, C) around a conv, flat for a dense layer."""
-    c, h, w = shape
-    return (w, h, c) if kind == "conv" else (c * h * w,)
-
-
-def _synapse(layer: SpikingLayer | SkipInput, message_bits: int):
-    if layer.kind == "dense":
-        return Dense(weights=layer.weight_mantissa.astype(np.int32), weight_exp=layer.weight_exp,
-                     num_weight_bits=8, num_message_bits=message_bits)
-    # netx's convention: PyTorch's correlation kernel flipped into Lava's (C_out, kW, kH, C_in) convolution.
-    kernel = layer.weight_mantissa[:, :, ::-1, ::-1].transpose(0, 3, 2, 1).astype(np.int32)
-    return Conv(weight=kernel, weight_exp=layer.weight_exp, input_shape=lava_shape(layer.input_shape, "conv"),
-                padding=layer.padding[::-1], stride=layer.stride[::-1], dilation=layer.dilation[::-1],
-                groups=layer.groups, num_message_bits=message_bits)
-
-
 @dataclass
 class LavaNetwork:
     """The built processes, and the steps that stream ``samples`` samples through them."""
@@ -164,47 +148,45 @@ class LavaNetwork:
 
 def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
           stream_length: Optional[int] = None, hardware: bool = False) -> LavaNetwork:
-    """Source -> (synapse -> neuron) per layer -> sink, streaming ``stream_length`` samples (default: all).
+    """Source -> for each layer, its edges' synapses -> its neurons -> sink, streaming ``stream_length`` samples.
 
-    With ``hardware``, the layers run on Loihi 2 and the host's source and sink
-    reach them through lava-loihi's embedded I/O adapters; nothing is recorded.
+    Each synapse kind builds its own Lava process; an edge that skips layers
+    holds its spikes in a delay process first, so that every edge into a layer
+    carries the same sample. With ``hardware``, the layers run on Loihi 2 and
+    the host's source and sink reach them through lava-loihi's embedded I/O
+    adapters; nothing is recorded.
     """
     T, errors = network.time_steps, str(job / "errors")
-    first = network.layers[0]
+    first = network.layers[0].synapse
     stream_length = num_samples if stream_length is None else stream_length
-    source = DigitSource(shape=lava_shape(network.input_shape, first.kind), codes_path=str(job / "input_codes.npy"),
+    input_shape = first.lava_shape(network.input_shape)
+    source = DigitSource(shape=input_shape, codes_path=str(job / "input_codes.npy"),
                          labels_path=str(job / "input_labels.npy"), time_steps=T, digit_bits=network.input_digit_bits,
-                         lava_order="whc" if first.kind == "conv" else "flat", stream_length=stream_length,
+                         lava_order="whc" if len(input_shape) == 3 else "flat", stream_length=stream_length,
                          error_dir=errors, name="input")
-    neurons = []
-    port, port_is_3d = source.s_out, first.kind == "conv"
-    message_bits = network.input_digit_bits if network.input_digit_bits > 1 else 0
+    ports = {INPUT: source.s_out}
     if hardware:
         from lava.proc import embedded_io as eio
-        adapter = eio.spike.PyToNxAdapter(shape=source.s_out.shape, num_message_bits=message_bits)
-        port.connect(adapter.inp)
-        port, record = adapter.out, False
+        adapter = eio.spike.PyToNxAdapter(shape=source.s_out.shape, num_message_bits=_message_bits(network, INPUT))
+        source.s_out.connect(adapter.inp)
+        ports[INPUT], record = adapter.out, False
+    neurons = []
     for i, layer in enumerate(network.layers):
-        synapse = _synapse(layer, message_bits)
-        if port_is_3d and layer.kind == "dense":
-            port = port.transpose([2, 1, 0]).flatten()     # (W, H, C) -> PyTorch's (C, H, W) flattening
-        port.connect(synapse.s_in)
-        shape = lava_shape(layer.output_shape, layer.kind)
-        bias = layer.bias if layer.kind == "dense" else np.broadcast_to(layer.bias, shape)
+        shape = layer.synapse.lava_shape(layer.output_shape)
         neuron = AccumulateEmit(
-            shape=shape, bias=bias, vth=layer.threshold(T), clamp=layer.levels << layer.scale_exp,
-            time_steps=T, accumulate_shift=layer.accumulate_shift, phase=1 + network.accumulate_start(i),
-            readout=layer.is_readout, num_samples=num_samples,
+            shape=shape, bias=np.broadcast_to(layer.bias, shape), vth=layer.threshold(T),
+            clamp=layer.levels << layer.neuron.scale_exp, time_steps=T, accumulate_shift=layer.accumulate_shift,
+            phase=1 + network.accumulate_start(i), readout=layer.is_readout, num_samples=num_samples,
             record_path=str(job / f"spikes_{i}.npy") if record and not layer.is_readout else None,
-            error_dir=errors, name=f"layer {i} ({layer.kind})")
-        synapse.a_out.connect(neuron.a_in)
-        if layer.skip is not None:
-            _connect_skip(network, i, neurons[layer.skip.source].s_out, neuron, errors)
+            error_dir=errors, name=f"layer {i} ({layer.synapse.kind})")
+        for edge in layer.inputs:
+            _connect(network, i, edge, ports[edge.source], neuron, errors)
         neurons.append(neuron)
-        port, port_is_3d, message_bits = neuron.s_out, layer.kind == "conv", 0
+        ports[i] = neuron.s_out
     readout_phase = 1 + network.accumulate_start(len(network.layers) - 1)
     sink = LogitSink(num_classes=network.layers[-1].num_neurons, phase=readout_phase, time_steps=T,
                      num_samples=num_samples, out_dir=str(job), error_dir=errors, name="output")
+    port = ports[len(network.layers) - 1]
     if hardware:        # the logits leave the chip as 24-bit graded spikes
         adapter = eio.spike.NxToPyAdapter(shape=port.shape, num_message_bits=24)
         port.connect(adapter.inp)
@@ -214,17 +196,27 @@ def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
     return LavaNetwork(source, neurons, sink, readout_phase + stream_length * T - 1)
 
 
-def _connect_skip(network: SpikingNetwork, index: int, source_port, neuron: AccumulateEmit, error_dir: str) -> None:
-    """Source spikes -> delay (so both branches carry one sample) -> shortcut synapse -> the same neurons."""
-    delay = network.skip_delay(index)
+def _message_bits(network: SpikingNetwork, source: int) -> int:
+    """Graded payload bits on a node's spikes: the input's digit bits when they are more than one, else binary."""
+    return network.input_digit_bits if source == INPUT and network.input_digit_bits > 1 else 0
+
+
+def _connect(network: SpikingNetwork, index: int, edge: Edge, port, neuron: AccumulateEmit, error_dir: str) -> None:
+    """Source spikes -> delay (so every edge carries one sample) -> the edge's synapse -> the layer's neurons."""
+    delay = network.edge_delay(index, edge)
     if delay:
-        hold = SpikeDelay(shape=source_port.shape, delay=delay, error_dir=error_dir,
-                          name=f"layer {index} shortcut delay")
-        source_port.connect(hold.s_in)
-        source_port = hold.s_out
-    synapse = _synapse(network.layers[index].skip, 0)
-    source_port.connect(synapse.s_in)
-    synapse.a_out.connect(neuron.a_in)      # an InPort sums every connection: main branch + shortcut
+        hold = SpikeDelay(shape=port.shape, delay=delay, error_dir=error_dir, name=f"layer {index} shortcut delay")
+        port.connect(hold.s_in)
+        port = hold.s_out
+    synapse = edge.synapse
+    expected = synapse.lava_shape(synapse.input_shape)
+    if tuple(port.shape) != tuple(expected):
+        if len(port.shape) != 3 or len(expected) != 1:
+            raise DeployError(f"layer {index}: a {synapse.kind} synapse cannot take Lava's {tuple(port.shape)} spikes")
+        port = port.transpose([2, 1, 0]).flatten()     # (W, H, C) -> PyTorch's (C, H, W) flattening
+    process = synapse.lava_process(_message_bits(network, edge.source))
+    port.connect(process.s_in)
+    process.a_out.connect(neuron.a_in)      # an InPort sums every connection: main branch + shortcuts
 
 
 def build_stock(job: Path) -> SpikeReplay:
@@ -255,7 +247,6 @@ def main(job_dir: str, caller: int) -> None:
     config = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=fast)
     try:
         if spec["kind"] == "loihi2":
-            from lava_deploy.simulate.loihi2 import hardware_run_config
             config = hardware_run_config(spec.get("partition"))
             lava = build(read_netx(job / "network.net"), job, spec["num_samples"], False, hardware=True)
             source, steps, runs = lava.source, lava.steps, None

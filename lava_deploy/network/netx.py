@@ -4,21 +4,19 @@ Layout (keys shared with lava-dl netx keep netx's names and conventions; see
 docs/netx-format.md for every key):
 
     layer/0            type='input', shape (C, H, W), inputBits, digitBits
-    layer/i            type='conv' | 'dense' | 'flatten', shape, weight, bias,
-                       conv: inChannels, outChannels, kernelSize, stride,
-                             padding, dilation, groups (pairs in (H, W) order)
-                       dense: inFeatures, outFeatures
-                       weightExponent
+    layer/i            type = a synapse kind ('conv' | 'dense') or 'flatten'; the
+                       synapse's keys (its class writes and reads them), bias
     layer/i/neuron     type='ACCEMIT', timeSteps, levels, scaleExp, vThMant,
                        accumulateShift, phase, readout
-    layer/i/skip       (residual shortcut, optional) type='conv', source (the
-                       layer/j it comes from), inChannels, outChannels,
-                       kernelSize, stride, padding, weight, weightExponent, delay
+    layer/i/skip       (residual shortcut, optional) a conv synapse's keys and
+                       source (the layer/j it comes from), delay
     simulation         Ts=1, tSample=T
     lava_deploy        attrs: formatVersion, timeSteps, inputBits, classNames,
                        inputShape, metadata (JSON)
 
-No Lava import: this module is the file format, for every backend.
+netx describes chains: each layer's main synapse comes from the layer group
+before it; further edges into a layer are ``skip`` groups. No Lava import:
+this module is the file format, for every backend.
 """
 from __future__ import annotations
 
@@ -30,15 +28,14 @@ import h5py
 import numpy as np
 
 from lava_deploy import chip
-from lava_deploy.convert.network import SkipInput, SpikingLayer, SpikingNetwork, conv_output_size, validate_network
 from lava_deploy.errors import DeployError
 from lava_deploy.files import atomic_output
+from lava_deploy.network.graph import INPUT, NEURON_KINDS, SYNAPSE_KINDS, Edge, Layer, SpikingNetwork
+from lava_deploy.network.validate import validate_network
 
 FORMAT_VERSION = 1
 #: Our accumulate-then-emit neuron's type name in ``layer/i/neuron/type`` (netx stores S10 strings).
 NEURON_TYPE = "ACCEMIT"
-_NEURON_KEYS = ("timeSteps", "levels", "scaleExp", "vThMant", "accumulateShift", "phase", "readout")
-_SKIP_KEYS = ("source", "inChannels", "outChannels", "kernelSize", "stride", "padding", "weightExponent", "delay")
 #: Largest array a file may make the reader allocate (bytes), and the most elements a non-weight key may hold.
 READ_BUDGET_BYTES = 1 << 30
 _SMALL_KEY_ELEMENTS = 16
@@ -77,38 +74,35 @@ def _write(f: h5py.File, network: SpikingNetwork) -> None:
     group.create_dataset("inputBits", data=network.input_bits)
     group.create_dataset("digitBits", data=network.input_digit_bits)
     index = 1
-    group_of: list[int] = []        # layer i -> its layer/N group (flatten groups shift the numbers)
+    group_of = {INPUT: 0}       # layer i -> its layer/N group (flatten groups shift the numbers)
     for i, layer in enumerate(network.layers):
-        if layer.kind == "dense" and i > 0 and network.layers[i - 1].kind == "conv":
-            # netx flattens a conv's (W, H, C) output before a dense layer only when told to.
+        main, shortcuts = layer.inputs[0], layer.inputs[1:]
+        if main.source != i - 1 if i else main.source != INPUT:
+            raise DeployError(f"layer {i}: netx holds chains: its main synapse must come from the layer before")
+        if len(shortcuts) > 1:
+            raise DeployError(f"layer {i}: the netx format holds one shortcut per layer, not {len(shortcuts)}")
+        if i and len(main.synapse.lava_shape(main.synapse.input_shape)) == 1 \
+                and len(network.layers[i - 1].synapse.lava_shape(network.layers[i - 1].output_shape)) == 3:
+            # netx flattens a (W, H, C) output before a flat synapse only when told to.
             f.create_group(f"layer/{index}").create_dataset("type", data=_type("flatten"))
             index += 1
         group = f.create_group(f"layer/{index}")
-        group_of.append(index)
-        group.create_dataset("type", data=_type(layer.kind))
-        if layer.kind == "dense":
-            group.create_dataset("shape", data=np.array([layer.output_shape[0]]))
-            group.create_dataset("inFeatures", data=layer.weight.shape[1])
-            group.create_dataset("outFeatures", data=layer.weight.shape[0])
-        else:
-            group.create_dataset("shape", data=np.array(layer.output_shape))
-            group.create_dataset("inChannels", data=layer.input_shape[0])
-            group.create_dataset("outChannels", data=layer.output_shape[0])
-            group.create_dataset("kernelSize", data=np.array(layer.weight.shape[2:]))
-            for key in ("stride", "padding", "dilation"):
-                group.create_dataset(key, data=np.array(getattr(layer, key)))
-            group.create_dataset("groups", data=layer.groups)
-        group.create_dataset("weight", data=layer.weight)
-        group.create_dataset("weightExponent", data=layer.weight_exp)
+        group_of[i] = index
+        group.create_dataset("type", data=_type(main.synapse.kind))
+        main.synapse.write_netx(group)
         group.create_dataset("bias", data=layer.bias.astype(np.int64))
         neuron = group.create_group("neuron")
         neuron.create_dataset("type", data=_type(NEURON_TYPE))
-        for key, value in zip(_NEURON_KEYS, (T, layer.levels, layer.scale_exp, layer.threshold(T),
-                                             layer.accumulate_shift, network.accumulate_start(i),
-                                             int(layer.is_readout))):
+        keys = {"timeSteps": T, **layer.neuron.netx_keys(T), "accumulateShift": layer.accumulate_shift,
+                "phase": network.accumulate_start(i)}
+        for key, value in keys.items():
             neuron.create_dataset(key, data=value)
-        if layer.skip is not None:
-            _write_skip(group.create_group("skip"), layer.skip, group_of[layer.skip.source], network.skip_delay(i))
+        for edge in shortcuts:
+            skip = group.create_group("skip")
+            skip.create_dataset("type", data=_type(edge.synapse.kind))
+            skip.create_dataset("source", data=group_of[edge.source])
+            edge.synapse.write_netx(skip)
+            skip.create_dataset("delay", data=network.edge_delay(i, edge))
         index += 1
     f.create_dataset("simulation/Ts", data=1)
     f.create_dataset("simulation/tSample", data=T)
@@ -121,20 +115,30 @@ def _write(f: h5py.File, network: SpikingNetwork) -> None:
     })
 
 
-def _write_skip(group: h5py.Group, skip: SkipInput, source_group: int, delay: int) -> None:
-    group.create_dataset("type", data=_type("conv"))
-    for key, value in zip(_SKIP_KEYS, (source_group, skip.input_shape[0], skip.weight_mantissa.shape[0],
-                                       np.array(skip.weight_mantissa.shape[2:]), np.array(skip.stride),
-                                       np.array(skip.padding), skip.weight_exp, delay)):
-        group.create_dataset(key, data=value)
-    group.create_dataset("weight", data=skip.weight)
-
-
 class _Reader:
-    """Reads one file, turning every problem into a one-line DeployError naming the key."""
+    """Reads one file, turning every problem into a one-line DeployError naming the key.
+
+    Synapse kinds read their own keys through it (``scalar``, ``pairs``, ``integers``,
+    ``weight_exponent``, ``mantissa``), within its limits ``max_side`` and ``max_neurons``.
+    """
+
+    max_side, max_neurons = _MAX_SIDE, _MAX_NEURONS
 
     def __init__(self, path: Path, f: h5py.File) -> None:
         self.path, self.f = path, f
+
+    def weight_exponent(self, group: h5py.Group, where: str) -> int:
+        """``weightExponent`` within the file's range (weights are stored shifted by it)."""
+        return self.scalar(group, "weightExponent", where, chip.WEIGHT_EXP_MIN, chip.WEIGHT_EXP_MAX)
+
+    def mantissa(self, where: str, weight: np.ndarray, exp: int) -> np.ndarray:
+        """The even 8-bit mantissa of weights stored shifted by ``exp`` (one line if they are not)."""
+        mantissa = weight >> exp
+        if (mantissa << exp != weight).any() or (mantissa % 2).any() \
+                or mantissa.min() < chip.WEIGHT_MANTISSA_MIN or mantissa.max() > chip.WEIGHT_MANTISSA_MAX:
+            raise self.fail(where, f"'weight' is not an even 8-bit mantissa in [{chip.WEIGHT_MANTISSA_MIN}, "
+                                   f"{chip.WEIGHT_MANTISSA_MAX}] shifted by {exp}")
+        return mantissa
 
     def fail(self, where: str, message: str) -> DeployError:
         return DeployError(f"{self.path.name}: {where}: {message}")
@@ -311,24 +315,24 @@ def _read(r: _Reader, f: h5py.File) -> SpikingNetwork:
     shape_attr = f["lava_deploy"].attrs.get("inputShape")
     if shape_attr is None or np.asarray(shape_attr).shape != (3,) or tuple(np.asarray(shape_attr)) != input_shape:
         raise r.fail("lava_deploy", f"attribute 'inputShape' is not layer/0's shape {input_shape}")
-    shape = input_shape
-    layer_of: dict[int, int] = {}       # layer/N group -> index of the layer it holds
+    layer_of = {0: INPUT}       # layer/N group -> the node it holds
     for name in names[1:]:
         where = f"layer/{name}"
         group = layers_group[name]
         kind = r.text(group, "type", where)
         if kind == "flatten":
             continue
-        if kind not in ("dense", "conv"):
-            raise r.fail(where, f"unknown layer type '{kind}' (lava-deploy reads input, conv, flatten, dense)")
-        layer = _read_layer(r, group, where, kind, shape, T, len(network.layers), network.input_digit_bits)
+        if kind not in SYNAPSE_KINDS:
+            raise r.fail(where, f"unknown layer type '{kind}' (lava-deploy reads input, flatten, "
+                                f"{', '.join(SYNAPSE_KINDS)})")
         if network.layers and network.layers[-1].is_readout:
             raise r.fail(where, "a layer follows the readout layer")
-        network.layers.append(layer)
+        source = len(network.layers) - 1 if network.layers else INPUT
+        synapse = SYNAPSE_KINDS[kind].read_netx(r, group, where, network.source_shape(source), False)
+        network.layers.append(_read_layer(r, group, where, network, Edge(source, synapse)))
         if "skip" in group:
             _read_skip(r, group["skip"], f"{where}/skip", network, layer_of)
         layer_of[int(name)] = len(network.layers) - 1
-        shape = layer.output_shape
     if not network.layers or not network.layers[-1].is_readout:
         raise r.fail("layer", "the last layer must be a readout layer (neuron/readout = 1)")
     if len(network.class_names) != network.layers[-1].output_shape[0]:
@@ -339,73 +343,31 @@ def _read(r: _Reader, f: h5py.File) -> SpikingNetwork:
 
 def _read_skip(r: _Reader, group: h5py.Group, where: str, network: SpikingNetwork,
                layer_of: dict[int, int]) -> None:
-    """Attach the shortcut to the layer just read (network.layers[-1]), checked against its source and in time."""
+    """Add the shortcut edge to the layer just read (network.layers[-1]), checked against its source and in time."""
     index, layer = len(network.layers) - 1, network.layers[-1]
-    if r.text(group, "type", where) != "conv":
-        raise r.fail(where, "'type' must be 'conv' (a shortcut is a 1x1 identity or projection convolution)")
+    if not isinstance(group, h5py.Group):
+        raise r.fail(where, "must be a group")
+    kind = r.text(group, "type", where)
+    if kind not in SYNAPSE_KINDS:
+        raise r.fail(where, f"unknown shortcut type '{kind}'")
     source_group = r.scalar(group, "source", where)
-    if source_group not in layer_of or network.layers[layer_of[source_group]].is_readout:
+    source = layer_of.get(source_group)
+    if source is None or source == INPUT or network.layers[source].is_readout:
         raise r.fail(where, f"'source' layer/{source_group} is not an earlier layer with neurons")
-    source = network.layers[layer_of[source_group]]
-    pairs = r.pairs(group, ("kernelSize", "stride"), where, 1, _MAX_SIDE)
-    pairs.update(r.pairs(group, ("padding",), where, 0, _MAX_SIDE))
-    if r.scalar(group, "inChannels", where) != source.output_shape[0]:
-        raise r.fail(where, f"'inChannels' is not the {source.output_shape[0]} channels of layer/{source_group}")
-    r.scalar(group, "outChannels", where, layer.output_shape[0], layer.output_shape[0])
-    exp = r.scalar(group, "weightExponent", where, chip.WEIGHT_EXP_MIN, chip.WEIGHT_EXP_MAX)
-    weight = r.integers(group, "weight", where, (layer.output_shape[0], source.output_shape[0], *pairs["kernelSize"]))
-    skip = SkipInput(layer_of[source_group], _mantissa(r, where, weight, exp), exp, tuple(source.output_shape),
-                     pairs["stride"], pairs["padding"])
-    if skip.output_shape != layer.output_shape:
-        raise r.fail(where, f"the shortcut gives {skip.output_shape}, the layer's neurons are {layer.output_shape}")
-    layer.skip = skip
-    delay, expected = r.scalar(group, "delay", where), network.skip_delay(index)
+    synapse = SYNAPSE_KINDS[kind].read_netx(r, group, where, network.source_shape(source), True)
+    if synapse.output_shape != layer.output_shape:
+        raise r.fail(where, f"the shortcut gives {synapse.output_shape}, the layer's neurons are {layer.output_shape}")
+    edge = Edge(source, synapse)
+    layer.inputs.append(edge)
+    delay, expected = r.scalar(group, "delay", where), network.edge_delay(index, edge)
     if delay != expected:
         raise r.fail(where, f"misaligned: 'delay' is {delay} steps, but layer/{source_group}'s spikes meet this "
                             f"layer's other input only after {expected}")
 
 
-def _mantissa(r: _Reader, where: str, weight: np.ndarray, exp: int) -> np.ndarray:
-    """The even 8-bit mantissa of weights stored shifted by ``exp`` (one line if they are not)."""
-    mantissa = weight >> exp
-    if (mantissa << exp != weight).any() or (mantissa % 2).any() \
-            or mantissa.min() < chip.WEIGHT_MANTISSA_MIN or mantissa.max() > chip.WEIGHT_MANTISSA_MAX:
-        raise r.fail(where, f"'weight' is not an even 8-bit mantissa in [{chip.WEIGHT_MANTISSA_MIN}, "
-                            f"{chip.WEIGHT_MANTISSA_MAX}] shifted by {exp}")
-    return mantissa
-
-
-def _read_layer(r: _Reader, group: h5py.Group, where: str, kind: str, in_shape: tuple,
-                T: int, index: int, digit_bits: int) -> SpikingLayer:
-    exp = r.scalar(group, "weightExponent", where, chip.WEIGHT_EXP_MIN, chip.WEIGHT_EXP_MAX)
-    geometry: dict[str, Any] = {}
-    if kind == "dense":
-        fan_in = int(np.prod(in_shape))
-        out = r.scalar(group, "outFeatures", where, 1, _MAX_NEURONS)
-        if r.scalar(group, "inFeatures", where) != fan_in:
-            raise r.fail(where, f"'inFeatures' is not the {fan_in} outputs of the layer before")
-        weight = r.integers(group, "weight", where, (out, fan_in))
-        out_shape = (out, 1, 1)
-        if tuple(r.integers(group, "shape", where)) != (out,):
-            raise r.fail(where, f"'shape' is not ({out},), the layer's outFeatures")
-    else:
-        pairs = r.pairs(group, ("kernelSize", "stride", "dilation"), where, 1, _MAX_SIDE)
-        pairs.update(r.pairs(group, ("padding",), where, 0, _MAX_SIDE))
-        out = r.scalar(group, "outChannels", where, 1, _MAX_NEURONS)
-        groups = r.scalar(group, "groups", where, 1, in_shape[0])
-        if r.scalar(group, "inChannels", where) != in_shape[0]:
-            raise r.fail(where, f"'inChannels' is not the {in_shape[0]} channels of the layer before")
-        if in_shape[0] % groups or out % groups:
-            raise r.fail(where, f"'groups' {groups} does not divide the {in_shape[0]} input and {out} output channels")
-        out_shape = (out, *(conv_output_size(in_shape[1 + a], pairs["kernelSize"][a], pairs["stride"][a],
-                                             pairs["padding"][a], pairs["dilation"][a]) for a in range(2)))
-        if min(out_shape) < 1 or np.prod(out_shape) > _MAX_NEURONS:
-            raise r.fail(where, f"the conv's output shape {out_shape} is empty or larger than {_MAX_NEURONS} neurons")
-        weight = r.integers(group, "weight", where, (out, in_shape[0] // groups, *pairs["kernelSize"]))
-        geometry = dict(stride=pairs["stride"], padding=pairs["padding"], dilation=pairs["dilation"], groups=groups)
-        if tuple(r.integers(group, "shape", where)) != out_shape:
-            raise r.fail(where, f"'shape' is not the conv's output shape {out_shape}")
-    mantissa = _mantissa(r, where, weight, exp)
+def _read_layer(r: _Reader, group: h5py.Group, where: str, network: SpikingNetwork, main: Edge) -> Layer:
+    """The bias and neuron of the layer whose main synapse was just read."""
+    out = main.synapse.output_shape[0]
     bias = r.integers(group, "bias", where, (out,))
     if "neuron" not in group or not isinstance(group["neuron"], h5py.Group):
         raise r.fail(where, "missing group 'neuron'")
@@ -414,17 +376,26 @@ def _read_layer(r: _Reader, group: h5py.Group, where: str, kind: str, in_shape: 
     if neuron_type != NEURON_TYPE:
         raise r.fail(nwhere, f"unknown neuron type '{neuron_type}' (lava-deploy runs {NEURON_TYPE}; "
                      "stock netx CUBA networks run through lava-dl's netx)")
+    T = network.time_steps
     p = {k: r.scalar(neuron, k, nwhere, low, high) for k, (low, high) in {
         "timeSteps": (T, T), "readout": (0, 1), "levels": (0, (1 << T) - 1), "scaleExp": (0, chip.STATE_BITS - 1),
         "vThMant": (1, chip.STATE_LIMIT), "accumulateShift": (1, chip.INPUT_BITS_MAX), "phase": (0, 1 << 31)}.items()}
-    layer = SpikingLayer(kind, mantissa, exp, bias, p["scaleExp"], 0 if p["readout"] else p["levels"],
-                         tuple(in_shape), out_shape, accumulate_shift=p["accumulateShift"], **geometry)
-    checks = {"levels": (layer.is_readout or p["levels"] >= 1, f"outside 1..{(1 << T) - 1}"),
-              "scaleExp": (layer.is_readout or p["scaleExp"] >= T - 1, f"below T - 1 = {T - 1}"),
-              "vThMant": (p["vThMant"] == layer.threshold(T), f"is not 2**(T-1) * 2**scaleExp = {layer.threshold(T)}"),
-              "accumulateShift": (p["accumulateShift"] == (digit_bits if index == 0 else 1),
-                                  "is not the bits per input digit (layer 1) or 1"),
-              "phase": (p["phase"] == 1 + index * (T + 1), f"is not the pipeline offset {1 + index * (T + 1)}")}
+    model = NEURON_KINDS["readout" if p["readout"] else "accumulate-emit"].from_netx(p)
+    layer = Layer([main], model, bias, accumulate_shift=p["accumulateShift"])
+    index = len(network.layers)
+    network.layers.append(layer)        # in place while its timing is derived from the graph
+    try:
+        checks = {"levels": (layer.is_readout or p["levels"] >= 1, f"outside 1..{(1 << T) - 1}"),
+                  "scaleExp": (layer.is_readout or p["scaleExp"] >= T - 1, f"below T - 1 = {T - 1}"),
+                  "vThMant": (p["vThMant"] == layer.threshold(T),
+                              f"is not 2**(T-1) * 2**scaleExp = {layer.threshold(T)}"),
+                  "accumulateShift": (p["accumulateShift"] == (network.input_digit_bits if main.source == INPUT
+                                                               else 1), "is not the bits per input digit "
+                                                                        "(layer 1) or 1"),
+                  "phase": (p["phase"] == network.accumulate_start(index),
+                            f"is not the pipeline offset {network.accumulate_start(index)}")}
+    finally:
+        network.layers.pop()
     for key, (ok, why) in checks.items():
         if not ok:
             raise r.fail(nwhere, f"'{key}' {why}")

@@ -1,0 +1,337 @@
+"""The integer spiking network: a graph of neuron layers joined by typed synapses.
+
+Nodes are the network's input and its neuron layers; each layer sums the
+synaptic currents of one or more incoming edges (a residual shortcut is one
+more edge, as Lava's InPorts sum every connection), adds its bias and runs
+its neuron model. A synapse kind (dense, conv) and a neuron kind
+(accumulate-then-emit, readout) each own their arithmetic, their netx keys,
+their Lava construction and their costs; registering a new class is all the
+rest of the package needs (see ``docs/architecture.md``). Timing is derived
+from the graph: a layer's depth is one more than its deepest source.
+
+Integers only, so the reference, the netx file and every backend read the
+same numbers. No Lava import here: backends import Lava inside their methods.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
+
+import numpy as np
+
+from lava_deploy import chip
+from lava_deploy.errors import DeployError
+
+if TYPE_CHECKING:     # typing only: the arithmetic takes torch tensors, the file methods h5py groups
+    import h5py
+    import torch
+
+#: The network's input as an edge's source (layers are numbered 0, 1, ...).
+INPUT = -1
+
+SYNAPSE_KINDS: dict[str, type["Synapse"]] = {}
+NEURON_KINDS: dict[str, type["Neuron"]] = {}
+
+
+def register_synapse(cls: type["Synapse"]) -> type["Synapse"]:
+    """Class decorator: make a synapse kind known to the file reader and every backend by its ``kind``."""
+    SYNAPSE_KINDS[cls.kind] = cls
+    return cls
+
+
+def register_neuron(cls: type["Neuron"]) -> type["Neuron"]:
+    """Class decorator: make a neuron kind known to the file reader and every backend by its ``kind``."""
+    NEURON_KINDS[cls.kind] = cls
+    return cls
+
+
+@dataclass
+class Synapse(ABC):
+    """Weighted connections from one node's outputs to a layer's neurons.
+
+    Attributes:
+        weight_mantissa: even integers in [-256, 254] (Loihi's 8-bit mixed-sign grid).
+        weight_exp: the synaptic weight is ``weight_mantissa << weight_exp`` (never negative: no bit is lost).
+        input_shape: ``(C, H, W)`` of the source's output.
+    """
+
+    kind: ClassVar[str]
+    weight_mantissa: np.ndarray
+    weight_exp: int
+    input_shape: tuple[int, int, int]
+
+    @property
+    def weight(self) -> np.ndarray:
+        """The integer synaptic weights, mantissa shifted by the exponent (int64)."""
+        return self.weight_mantissa.astype(np.int64) << self.weight_exp
+
+    @property
+    def fan_in(self) -> int:
+        """Synapses into one neuron."""
+        return int(np.prod(self.weight_mantissa.shape[1:]))
+
+    @property
+    @abstractmethod
+    def output_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the current it delivers."""
+
+    @abstractmethod
+    def current(self, x: "torch.Tensor", single: bool) -> "torch.Tensor":
+        """Integer synaptic current ``w x`` for a batch ``(N, C, H, W)`` of codes or spikes, no bias.
+
+        With ``single`` it must compute exactly in float32 (every product and partial sum is an integer
+        below 2**24 when the layer has 24-bit headroom): only routines that sum products, never
+        transforms that round (Winograd, FFT). Otherwise float64.
+        """
+
+    @abstractmethod
+    def write_netx(self, group: "h5py.Group") -> None:
+        """Write this synapse's netx keys (weights and geometry) into a layer group."""
+
+    @classmethod
+    @abstractmethod
+    def read_netx(cls, reader: Any, group: "h5py.Group", where: str,
+                  input_shape: tuple[int, int, int], shortcut: bool) -> "Synapse":
+        """Read and validate this kind's keys (``shortcut``: the reduced key set of a ``skip`` group)."""
+
+    @abstractmethod
+    def lava_process(self, message_bits: int) -> Any:
+        """The Lava synapse process (Dense, Conv) with these weights, in Lava's axis order."""
+
+    @abstractmethod
+    def lava_shape(self, shape: tuple[int, int, int]) -> tuple[int, ...]:
+        """Lava's order for a ``(C, H, W)`` array on this synapse's ports."""
+
+    @abstractmethod
+    def fan_out_map(self) -> np.ndarray:
+        """Synapses each input neuron reaches, shaped like the input ``(C, H, W)``."""
+
+    @abstractmethod
+    def input_axons(self, tile_h: int, tile_w: int) -> int:
+        """Distinct inputs feeding a core that holds a ``tile_h`` x ``tile_w`` tile of output positions."""
+
+
+@dataclass
+class Neuron(ABC):
+    """What a layer's neurons do with their accumulated potential.
+
+    Attributes:
+        scale_exp: F, with scale S = 2**F: a potential u stands for u / S.
+    """
+
+    kind: ClassVar[str]
+    is_readout: ClassVar[bool] = False
+    scale_exp: int
+
+    @property
+    def levels(self) -> int:
+        """Largest code the neurons emit (0: they emit none)."""
+        return 0
+
+    @abstractmethod
+    def codes(self, potential: "torch.Tensor") -> "torch.Tensor":
+        """Code level: the outputs (codes, or logits) of accumulated potentials."""
+
+    @abstractmethod
+    def spikes(self, potential: "torch.Tensor", time_steps: int) -> "torch.Tensor":
+        """Spike level: the ``(T, *potential.shape)`` spikes emitted from accumulated potentials."""
+
+    @abstractmethod
+    def netx_keys(self, time_steps: int) -> dict[str, int]:
+        """The ``layer/N/neuron`` keys besides ``type``."""
+
+    @classmethod
+    @abstractmethod
+    def from_netx(cls, keys: dict[str, int]) -> "Neuron":
+        """Rebuild from validated ``layer/N/neuron`` keys."""
+
+    def validate(self, time_steps: int, where: str) -> None:
+        """Refuse parameters the chip's state cannot hold (one line)."""
+        if not 0 <= self.scale_exp < chip.STATE_BITS:
+            raise DeployError(f"{where}: scale exponent {self.scale_exp} outside 0..{chip.STATE_BITS - 1}")
+
+
+@dataclass
+class Edge:
+    """A synapse from ``source`` (a layer's index, or :data:`INPUT`) into a layer's neurons."""
+
+    source: int
+    synapse: Synapse
+
+
+@dataclass
+class Layer:
+    """A node: neurons that sum the currents of their incoming edges, add a bias, and run a neuron model.
+
+    Attributes:
+        inputs: incoming edges; the first is the layer's main synapse (netx's layer keys), further ones
+            are shortcuts (netx's ``skip`` groups).
+        neuron: the neuron model (accumulate-then-emit, or readout).
+        bias: integer bias per output channel, in potential units (scale S), added once per sample.
+        accumulate_shift: bits that arrive per time step on every edge (the input's digit bits for a
+            layer fed by the input, else 1 for binary spikes).
+    """
+
+    inputs: list[Edge]
+    neuron: Neuron
+    bias: np.ndarray
+    accumulate_shift: int = 1
+
+    @property
+    def synapse(self) -> Synapse:
+        """The main synapse (the first edge's)."""
+        return self.inputs[0].synapse
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the neurons (a dense layer of F neurons is ``(F, 1, 1)``)."""
+        return self.synapse.output_shape
+
+    @property
+    def num_neurons(self) -> int:
+        """Number of neurons."""
+        return int(np.prod(self.output_shape))
+
+    @property
+    def fan_in(self) -> int:
+        """Synapses into one neuron, over every edge."""
+        return sum(edge.synapse.fan_in for edge in self.inputs)
+
+    @property
+    def is_readout(self) -> bool:
+        """True when the neurons only accumulate and hand their potentials on as logits."""
+        return self.neuron.is_readout
+
+    @property
+    def levels(self) -> int:
+        """Largest code the neurons emit (0 for a readout)."""
+        return self.neuron.levels
+
+    def threshold(self, time_steps: int) -> int:
+        """The first emit step's threshold theta = 2**(T-1) * S."""
+        return 1 << (time_steps - 1 + self.neuron.scale_exp)
+
+
+@dataclass
+class SpikingNetwork:
+    """A converted network: neuron layers in topological order, the last one the readout.
+
+    Attributes:
+        layers: the nodes after the input; every edge comes from the input or an earlier layer.
+        time_steps: T, bits per activation code and steps per sample.
+        input_bits: T_in, bits of the input image codes (pixel = k / (2**T_in - 1)).
+        input_shape: ``(C, H, W)`` of the image.
+        class_names: label names, index = class.
+        metadata: free-form provenance (dataset, checkpoint hash, accuracies).
+    """
+
+    layers: list[Layer]
+    time_steps: int
+    input_bits: int
+    input_shape: tuple[int, int, int]
+    class_names: list[str]
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def input_levels(self) -> int:
+        """Largest input code, 2**T_in - 1."""
+        return (1 << self.input_bits) - 1
+
+    @property
+    def input_digit_bits(self) -> int:
+        """Bits per input digit plane, so that T planes carry all T_in bits."""
+        return -(-self.input_bits // self.time_steps)
+
+    def source_levels(self, source: int) -> int:
+        """Largest code a node sends: the input's top code, or a layer's top level."""
+        return self.input_levels if source == INPUT else self.layers[source].levels
+
+    def source_shape(self, source: int) -> tuple[int, int, int]:
+        """``(C, H, W)`` of what a node sends."""
+        return self.input_shape if source == INPUT else self.layers[source].output_shape
+
+    def depth(self, index: int) -> int:
+        """Neuron layers on the longest path from the input to layer ``index``, itself included."""
+        return 1 + max(0 if edge.source == INPUT else self.depth(edge.source) for edge in self.layers[index].inputs)
+
+    def accumulate_start(self, index: int) -> int:
+        """Step offset, after the input's first digit, at which layer ``index`` accumulates sample 0.
+
+        Each layer accumulates T steps, then emits T steps while the next one
+        accumulates, and every synapse adds one step of delay: T + 1 per layer.
+        """
+        return 1 + (self.depth(index) - 1) * (self.time_steps + 1)
+
+    def edge_delay(self, index: int, edge: Edge) -> int:
+        """Steps an edge into layer ``index`` must hold its spikes so that every edge carries one sample.
+
+        A source's spikes reach the layer right after it when that layer
+        accumulates; each layer deeper adds T + 1 steps.
+        """
+        source_depth = 0 if edge.source == INPUT else self.depth(edge.source)
+        return (self.depth(index) - source_depth - 1) * (self.time_steps + 1)
+
+    def consumers(self, source: int) -> list[tuple[int, Edge]]:
+        """(layer index, edge) of every edge that carries ``source``'s output."""
+        return [(i, edge) for i, layer in enumerate(self.layers) for edge in layer.inputs if edge.source == source]
+
+    def potential_bounds(self, index: int) -> tuple[int, int]:
+        """Smallest and largest potential any input codes can produce in layer ``index``.
+
+        Horner accumulation only ever holds a prefix of the final sum, so these
+        bound every intermediate potential too.
+        """
+        layer = self.layers[index]
+        positive, negative = layer.bias.astype(np.int64), layer.bias.astype(np.int64)
+        for edge in layer.inputs:
+            w = edge.synapse.weight.reshape(edge.synapse.weight.shape[0], -1)
+            levels = self.source_levels(edge.source)
+            positive = positive + np.clip(w, 0, None).sum(axis=1) * levels
+            negative = negative + np.clip(w, None, 0).sum(axis=1) * levels
+        low = min(int(negative.min()), int(layer.bias.min()), 0)
+        high = max(int(positive.max()), int(layer.bias.max()), 0)
+        return low, high
+
+    def headroom_bits(self, index: int) -> int:
+        """Spare bits of layer ``index``'s 24-bit signed state (negative: it can overflow)."""
+        low, high = self.potential_bounds(index)
+        needed = max(high.bit_length(), (-low - 1).bit_length() if low < 0 else 0) + 1
+        return chip.STATE_BITS - needed
+
+    def headroom(self) -> list[int]:
+        """Spare bits of the 24-bit state per layer (negative: overflow possible)."""
+        return [self.headroom_bits(i) for i in range(len(self.layers))]
+
+    @property
+    def steps_per_sample(self) -> int:
+        """A pipelined network takes a new sample every T steps."""
+        return self.time_steps
+
+    @property
+    def latency_steps(self) -> int:
+        """Steps from a sample's first input digit to its logits: (depth) * (T + 1)."""
+        return self.depth(len(self.layers) - 1) * (self.time_steps + 1)
+
+    @property
+    def readout(self) -> Layer:
+        """The last layer, whose potentials are the logits."""
+        return self.layers[-1]
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    """PyTorch's convolution output size along one axis."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def encode_input_digits(codes: np.ndarray, input_bits: int, time_steps: int) -> np.ndarray:
+    """Split input codes into T digit planes, most significant first.
+
+    Each plane carries ``ceil(T_in / T)`` bits, so plane j holds
+    ``(k >> (m * (T-1-j))) & (2**m - 1)``; with T_in <= T these are plain binary
+    bit-plane spikes. Returns shape ``(T, *codes.shape)``.
+    """
+    shift = -(-input_bits // time_steps)
+    mask = (1 << shift) - 1
+    codes = np.asarray(codes, dtype=np.int64)
+    return np.stack([(codes >> (shift * (time_steps - 1 - j))) & mask for j in range(time_steps)])

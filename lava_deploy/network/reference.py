@@ -1,0 +1,124 @@
+"""The integer reference: exact, batched PyTorch model of the spiking network.
+
+Two modes share one synapse function:
+
+* code level: ``k_l = clip(floor((w k_{l-1} + b) / S), 0, L)``;
+* spike level: the accumulate-then-emit neuron step by step, returning every
+  layer's spikes per time step (``docs/neuron.md``).
+
+Arithmetic is on floats holding integers: float32 when every layer has
+24-bit headroom (every potential, product and partial sum is then an integer
+below 2**24, exact; see :meth:`Synapse.current`), else float64 (exact below
+2**53). No Lava import here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from lava_deploy.network.graph import INPUT, Layer, SpikingNetwork, encode_input_digits
+
+
+@dataclass
+class ReferenceResult:
+    """What the reference computed for a batch of samples.
+
+    Attributes:
+        logits: int64 ``(N, classes)``, the readout layer's potentials.
+        codes: per hidden layer, int64 ``(N, C, H, W)`` activation codes.
+        spikes: per hidden layer, bool ``(N, T, C, H, W)`` (spike mode only).
+    """
+
+    logits: np.ndarray
+    codes: list[np.ndarray]
+    spikes: Optional[list[np.ndarray]] = None
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """argmax of the logits (first index on ties, as every backend does)."""
+        return self.logits.argmax(axis=1)
+
+    def spikes_per_layer(self) -> np.ndarray:
+        """Mean spikes per sample in each hidden layer (popcount of the codes)."""
+        return np.array([popcount(c).reshape(len(c), -1).sum(axis=1).mean() for c in self.codes])
+
+
+def popcount(codes: np.ndarray) -> np.ndarray:
+    codes = codes.astype(np.int64)
+    count = np.zeros_like(codes)
+    while codes.any():
+        count += codes & 1
+        codes = codes >> 1
+    return count
+
+
+def run_reference(network: SpikingNetwork, input_codes: np.ndarray, spikes: bool = False,
+                  batch_size: int = 256,
+                  progress: Optional[Callable[[int], None]] = None) -> ReferenceResult:
+    """Run the integer reference on input codes ``(N, C, H, W)`` in 0..2**T_in - 1.
+
+    Args:
+        network: the converted integer network.
+        input_codes: quantized images.
+        spikes: also run the neurons step by step and return every spike.
+        batch_size: samples per batch (bounds memory).
+        progress: called with the number of samples finished after each batch.
+    """
+    input_codes = np.asarray(input_codes, dtype=np.int64)
+    # With 24-bit headroom everywhere, every potential and partial sum is an integer below 2**24: float32 is exact.
+    single = min(network.headroom()) >= 0
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(input_codes), batch_size):
+            batch = input_codes[start:start + batch_size]
+            parts.append(_run_spikes(network, batch, single) if spikes else _run_codes(network, batch, single))
+            if progress:
+                progress(len(batch))
+    logits = np.concatenate([p.logits for p in parts])
+    codes = [np.concatenate([p.codes[i] for p in parts]) for i in range(len(network.layers) - 1)]
+    spike_lists = None
+    if spikes:
+        spike_lists = [np.concatenate([p.spikes[i] for p in parts]) for i in range(len(codes))]
+    return ReferenceResult(logits=logits, codes=codes, spikes=spike_lists)
+
+
+def _bias(layer: Layer, dtype: torch.dtype) -> torch.Tensor:
+    return torch.from_numpy(layer.bias).to(dtype).view(1, -1, 1, 1)
+
+
+def _run_codes(network: SpikingNetwork, codes: np.ndarray, single: bool) -> ReferenceResult:
+    """Code level: ``k = clip(floor((sum over edges of w k_source + b) / S), 0, L)`` per layer."""
+    dtype = torch.float32 if single else torch.float64
+    outputs = {INPUT: torch.from_numpy(codes).to(dtype)}
+    for i, layer in enumerate(network.layers):
+        u = sum(edge.synapse.current(outputs[edge.source], single) for edge in layer.inputs) + _bias(layer, dtype)
+        outputs[i] = layer.neuron.codes(u)
+    hidden = [outputs[i].to(torch.int64).numpy() for i in range(len(network.layers) - 1)]
+    return ReferenceResult(logits=outputs[len(network.layers) - 1].to(torch.int64).numpy(), codes=hidden)
+
+
+def _run_spikes(network: SpikingNetwork, codes: np.ndarray, single: bool) -> ReferenceResult:
+    """Spike level: every layer accumulates T planes (Horner), adds its bias, then emits T bit planes."""
+    T, dtype = network.time_steps, torch.float32 if single else torch.float64
+    planes = {INPUT: torch.from_numpy(encode_input_digits(codes, network.input_bits, T)).to(dtype)}
+    hidden, spike_trains = [], []
+    for i, layer in enumerate(network.layers):
+        # Accumulate phase: u <- 2^m u + sum of w s_j over the edges, most significant plane first; every
+        # edge's plane j of the same sample arrives in the same step (the edges' delays align them).
+        u = torch.zeros((len(codes), *layer.output_shape), dtype=dtype)
+        for j in range(T):
+            u = u * float(1 << layer.accumulate_shift) + sum(edge.synapse.current(planes[edge.source][j], single)
+                                                            for edge in layer.inputs)
+        u = u + _bias(layer, dtype)
+        if layer.is_readout:
+            logits = layer.neuron.codes(u)
+            break
+        s = layer.neuron.spikes(u, T)                                  # (T, N, C, H, W)
+        weights = torch.tensor([1 << (T - 1 - j) for j in range(T)], dtype=dtype)
+        hidden.append((s.to(dtype) * weights.view(-1, 1, 1, 1, 1)).sum(0).to(torch.int64).numpy())
+        spike_trains.append(s.transpose(0, 1).numpy())
+        planes[i] = s.to(dtype)
+    return ReferenceResult(logits=logits.to(torch.int64).numpy(), codes=hidden, spikes=spike_trains)

@@ -1,0 +1,75 @@
+"""The one interface every backend implements, and the registry that ``simulate``, ``compare`` and the CLI use.
+
+A backend runs a validated integer network on input codes and returns a
+:class:`~lava_deploy.simulate.result.SimulationResult`; it declares what it
+supports (spike records, stock lava-dl netx networks) and checks, before any
+work, that it can run here. Adding one is a module with a :func:`register_backend`
+class and one import line in ``lava_deploy/simulate/__init__.py``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Callable, ClassVar, Optional
+
+import numpy as np
+
+from lava_deploy.errors import DeployError
+from lava_deploy.network import SpikingNetwork
+from lava_deploy.simulate.result import SimulationResult
+
+BACKENDS: dict[str, "Backend"] = {}
+
+
+class Backend(ABC):
+    """A place where spiking networks run: the exact reference, a simulator, a chip.
+
+    Attributes:
+        name: what ``--backend`` calls it.
+        records_spikes: it can return every hidden spike (``compare`` checks them one by one).
+        runs_stock_netx: it runs stock lava-dl netx networks on recorded input spikes.
+    """
+
+    name: ClassVar[str]
+    records_spikes: ClassVar[bool] = True
+    runs_stock_netx: ClassVar[bool] = False
+
+    def require(self) -> None:
+        """Raise a one-line DeployError when this backend cannot run here (called before any work)."""
+
+    @abstractmethod
+    def run(self, network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, record_spikes: bool = False,
+            progress: Optional[Callable[[int], None]] = None, partition: Optional[str] = None) -> SimulationResult:
+        """Run ``codes`` ``(N, C, H, W)`` through ``network``; ``partition`` is a chip backend's SLURM partition."""
+
+    def require_stock(self) -> None:
+        """Raise a one-line DeployError unless this backend runs stock lava-dl netx networks."""
+        if not self.runs_stock_netx:
+            raise DeployError(f"stock netx networks do not run on --backend {self.name}; use "
+                              + ", ".join(name for name, b in BACKENDS.items() if b.runs_stock_netx))
+
+    def run_stock(self, path: str | Path, input_spikes: np.ndarray) -> np.ndarray:
+        """Run a stock lava-dl netx network on ``(steps, *input shape)`` spikes; the output spikes.
+
+        Backends that declare ``runs_stock_netx`` override it.
+        """
+        self.require_stock()
+        raise TypeError(f"{type(self).__name__} declares runs_stock_netx but has no run_stock (a bug)")
+
+
+def register_backend(cls: type[Backend]) -> type[Backend]:
+    """Class decorator: one instance of the backend, known by its ``name`` to ``simulate``, ``compare`` and the CLI."""
+    BACKENDS[cls.name] = cls()
+    return cls
+
+
+def get_backend(name: str) -> Backend:
+    """The registered backend ``name`` (one line listing them all if there is none)."""
+    if name not in BACKENDS:
+        raise DeployError(f"unknown backend '{name}': use {', '.join(BACKENDS)}")
+    return BACKENDS[name]
+
+
+def spikes_per_layer(spikes: list[np.ndarray]) -> list[float]:
+    """Mean spikes per sample in each layer of ``(N, ...)`` spike records."""
+    return [float(s.reshape(len(s), -1).sum(axis=1).mean()) for s in spikes]
