@@ -35,7 +35,8 @@ MODELS = {
 
 
 def _command(name: str, args: dict) -> str:
-    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in args.items())
+    # TrainConfig's ``bits`` is the CLI's --time-steps.
+    flags = " ".join(f"--{'time-steps' if k == 'bits' else k.replace('_', '-')} {v}" for k, v in args.items())
     return (f"lava-deploy train {flags} -o netx_models/{name}/model.pt\n"
             f"lava-deploy export netx_models/{name}/model.pt -o netx_models/{name}/model.net\n"
             f"lava-deploy compare netx_models/{name}/model.net --dataset {args['dataset']} --samples {{samples}}")

@@ -25,7 +25,7 @@ from lava_deploy.simulate.lava_cpu.runner import run_lava
 
 pytestmark = pytest.mark.lava
 
-MODEL = "netx_models/digits-cnn-t3/model.net"   # all 360 digits: several seconds of Lava run on 2 cores
+MODEL = str(Path(__file__).resolve().parents[1] / "netx_models" / "digits-cnn-t3" / "model.net")   # all 360 digits: several seconds of Lava run on 2 cores
 
 
 def _stat(pid: str) -> list[str]:
