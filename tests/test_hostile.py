@@ -333,3 +333,26 @@ def test_small_hostile_files_end_in_one_line_under_1_gb(corpus):
         assert result.returncode == 2, (argv, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr, argv
         assert int(result.stdout.split()[-1]) < 1 << 30, (argv, int(result.stdout.split()[-1]) >> 20)
+
+
+@pytest.mark.parametrize("change,fragment", [
+    (lambda s: s.__setitem__("1.weight", s["1.weight"] * 2**20), "layer 0: weight exponent 16 outside the chip's 0..7"),
+    (lambda s: s.__setitem__("3.bias", s["3.bias"] + 1e19), "layer 1: a value of"),        # int64 would wrap it
+    (lambda s: s.__setitem__("3.weight", s["3.weight"] * float("nan")), "layer 1 has NaN"),
+])
+def test_export_refuses_what_the_chip_cannot_take(corpus, capsys, change, fragment):
+    payload = torch.load(corpus / "good.pt", weights_only=True)
+    change(payload["state_dict"])
+    torch.save(payload, corpus / "scaled.pt")
+    _refused(capsys, "export", corpus / "scaled.pt", "-o", corpus / "out.net", fragment=fragment)
+    assert not (corpus / "out.net").exists()
+
+
+def test_export_refuses_an_accuracy_collapse_unless_forced(corpus, capsys):
+    payload = torch.load(corpus / "good.pt", weights_only=True)
+    payload["state_dict"]["3.weight"] = -payload["state_dict"]["3.weight"]     # the float accuracy stays recorded
+    torch.save(payload, corpus / "collapsed.pt")
+    _refused(capsys, "export", corpus / "collapsed.pt", "-o", corpus / "out.net", fragment="points below")
+    assert not (corpus / "out.net").exists()
+    assert main(["export", str(corpus / "collapsed.pt"), "-o", str(corpus / "out.net"), "--force"]) == 0
+    assert (corpus / "out.net").exists()
