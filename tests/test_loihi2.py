@@ -67,7 +67,7 @@ def test_model_discovery_sees_the_cpu_models_and_ships_no_neurocore_model():
 
     from lava_deploy.simulate.lava_cpu.process.process import AccumulateEmit
 
-    probe = AccumulateEmit(shape=(1,), bias=np.zeros(1), vth=1, clamp=1, time_steps=1, accumulate_shift=1, phase=1,
+    probe = AccumulateEmit(shape=(1,), bias=np.zeros(1), vth=1, clamp=1, time_steps=1, accumulate_shift=1, first_step=1,
                            readout=False, num_samples=1)
     found = ProcGroupDiGraphs._find_proc_models(probe)
     ours = {f"{m.__module__}.{m.__qualname__}" for m in found if m.__module__.startswith("lava_deploy.")}

@@ -43,7 +43,7 @@ def neurocore_models() -> list[type]:
 
     from lava_deploy.simulate.lava_cpu.process.process import AccumulateEmit
 
-    probe = AccumulateEmit(shape=(1,), bias=np.zeros(1), vth=1, clamp=1, time_steps=1, accumulate_shift=1, phase=1,
+    probe = AccumulateEmit(shape=(1,), bias=np.zeros(1), vth=1, clamp=1, time_steps=1, accumulate_shift=1, first_step=1,
                            readout=False, num_samples=1)
     return [model for model in ProcGroupDiGraphs._find_proc_models(probe)
             if any(issubclass(r, Loihi2NeuroCore) for r in getattr(model, "required_resources", []))]

@@ -176,15 +176,15 @@ def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
         neuron = AccumulateEmit(
             shape=shape, bias=np.broadcast_to(layer.bias, shape), vth=layer.threshold(T),
             clamp=layer.levels << layer.neuron.scale_exp, time_steps=T, accumulate_shift=layer.accumulate_shift,
-            phase=1 + network.accumulate_start(i), readout=layer.is_readout, num_samples=num_samples,
+            first_step=1 + network.accumulate_start(i), readout=layer.is_readout, num_samples=num_samples,
             record_path=str(job / f"spikes_{i}.npy") if record and not layer.is_readout else None,
             error_dir=errors, name=f"layer {i} ({layer.synapse.kind})")
         for edge in layer.inputs:
             _connect(network, i, edge, ports[edge.source], neuron, errors)
         neurons.append(neuron)
         ports[i] = neuron.s_out
-    readout_phase = 1 + network.accumulate_start(len(network.layers) - 1)
-    sink = LogitSink(num_classes=network.layers[-1].num_neurons, phase=readout_phase, time_steps=T,
+    readout_step = 1 + network.accumulate_start(len(network.layers) - 1)     # Lava counts steps from 1
+    sink = LogitSink(num_classes=network.layers[-1].num_neurons, first_step=readout_step, time_steps=T,
                      num_samples=num_samples, out_dir=str(job), error_dir=errors, name="output")
     port = ports[len(network.layers) - 1]
     if hardware:        # the logits leave the chip as 24-bit graded spikes
@@ -193,7 +193,7 @@ def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
         port = adapter.out
     port.connect(sink.a_in)
     source.label_out.connect(sink.label_in)
-    return LavaNetwork(source, neurons, sink, readout_phase + stream_length * T - 1)
+    return LavaNetwork(source, neurons, sink, readout_step + stream_length * T - 1)
 
 
 def _message_bits(network: SpikingNetwork, source: int) -> int:

@@ -63,7 +63,7 @@ class _AccumulateEmitModel(PyLoihiProcessModel):
         super().__init__(proc_params)
         self.T = proc_params["time_steps"]
         self.shift = proc_params["accumulate_shift"]
-        self.first_step = proc_params["phase"]  # not self.phase: PyLoihiProcessModel owns that name
+        self.first_step = proc_params["first_step"]
         self.readout = proc_params["readout"]
         self.num_samples = proc_params["num_samples"]
         self.record_path = proc_params.get("record_path")
@@ -201,7 +201,7 @@ class PyLogitSinkModel(PyLoihiProcessModel):
     def __init__(self, proc_params):
         super().__init__(proc_params)
         self.T = proc_params["time_steps"]
-        self.first_step = proc_params["phase"]  # not self.phase: PyLoihiProcessModel owns that name
+        self.first_step = proc_params["first_step"]
         self.num_samples = proc_params["num_samples"]
         self.pending_labels: deque = deque()
         self.files = None

@@ -28,7 +28,8 @@ class AccumulateEmit(AbstractProcess):
         clamp: L * S; the potential is clamped to it before emitting.
         time_steps: T.
         accumulate_shift: bits per input step (1 for binary spikes).
-        phase: step (counted from the stream's start) at which the neuron accumulates its first sample.
+        first_step: Lava time step (Lava counts from 1) at which the neuron accumulates its stream's first
+            sample: the netx file's ``phase`` (counted from 0 at the input's first digit) plus one.
         readout: only accumulate, and send the whole potential (the logits)
             once per sample at the end of accumulation.
         num_samples: samples in the stream (spikes after it are not recorded).
@@ -38,10 +39,10 @@ class AccumulateEmit(AbstractProcess):
     """
 
     def __init__(self, *, shape: tuple[int, ...], bias: np.ndarray, vth: int, clamp: int, time_steps: int,
-                 accumulate_shift: int, phase: int, readout: bool, num_samples: int,
+                 accumulate_shift: int, first_step: int, readout: bool, num_samples: int,
                  record_path: ty.Optional[str] = None, error_dir: ty.Optional[str] = None,
                  name: ty.Optional[str] = None) -> None:
-        super().__init__(shape=shape, time_steps=time_steps, accumulate_shift=accumulate_shift, phase=phase,
+        super().__init__(shape=shape, time_steps=time_steps, accumulate_shift=accumulate_shift, first_step=first_step,
                          readout=readout, num_samples=num_samples, record_path=record_path,
                          error_dir=error_dir, name=name)
         self.a_in = InPort(shape=shape)
@@ -91,16 +92,16 @@ class LogitSink(AbstractProcess):
 
     Args:
         num_classes: readout neurons.
-        phase: readout layer's first accumulation step; sample n's logits
-            arrive at ``phase + n T + T - 1``.
+        first_step: the readout layer's first accumulation step (Lava's count, from 1); sample n's
+            logits arrive at ``first_step + n T + T - 1``.
         time_steps: T.
         num_samples: N.
         out_dir: folder for logits.npy, labels.npy and progress.npy.
     """
 
-    def __init__(self, *, num_classes: int, phase: int, time_steps: int, num_samples: int, out_dir: str,
+    def __init__(self, *, num_classes: int, first_step: int, time_steps: int, num_samples: int, out_dir: str,
                  error_dir: ty.Optional[str] = None, name: ty.Optional[str] = None) -> None:
-        super().__init__(num_classes=num_classes, phase=phase, time_steps=time_steps, num_samples=num_samples,
+        super().__init__(num_classes=num_classes, first_step=first_step, time_steps=time_steps, num_samples=num_samples,
                          out_dir=out_dir, error_dir=error_dir, name=name)
         self.a_in = InPort(shape=(num_classes,))
         self.label_in = InPort(shape=(1,))
