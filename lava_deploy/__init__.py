@@ -1,7 +1,9 @@
 """lava-deploy: QCFS-trained networks deployed as bit-exact spiking networks on Lava.
 
 One subpackage per stage of the data's journey, each with the function of its
-CLI verb::
+CLI verb, on top of ``data`` (datasets), ``network`` (the integer network's
+graph, netx file and exact reference) and ``qcfs`` (the ANN's modules); see
+``docs/architecture.md``::
 
     from lava_deploy.train import TrainConfig, train        # lava-deploy train
     from lava_deploy.convert import convert_model            # (inside export; your own models)

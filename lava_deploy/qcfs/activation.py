@@ -1,7 +1,7 @@
 """The QCFS activation: quantization-clip-floor-shift with a trainable threshold.
 
 ``QCFS(levels=L)`` computes ``lambda * clip(floor(z L / lambda + 1/2), 0, L) / L``
-(spec section 1), the activation whose integer code ``k`` a spiking neuron later
+(docs/conversion.md, section 1), the activation whose integer code ``k`` a spiking neuron later
 emits as T = ceil(log2(L + 1)) binary spikes. The floor passes gradients
 straight through, and the threshold ``lambda`` learns.
 """

@@ -14,7 +14,7 @@ from lava.magma.core.process.variable import Var
 
 
 class AccumulateEmit(AbstractProcess):
-    """The accumulate-then-emit neuron (neuron-spec section 4), CUBA's interface.
+    """The accumulate-then-emit neuron (docs/neuron.md, section 3), CUBA's interface.
 
     Accumulate T steps, ``u <- (u << accumulate_shift) + a_in``, add ``bias``;
     then emit T steps, most significant bit first, ``s = v >= vth >> j``,
