@@ -26,6 +26,13 @@ from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, Digit
 STATE_MIN, STATE_MAX = -(1 << 23), (1 << 23) - 1
 
 
+def _cpu_model(proc: type, *tags: str):
+    """Lava's three class decorators of a CPU ProcessModel (implements, requires, tag) in one."""
+    def decorate(cls: type) -> type:
+        return implements(proc=proc, protocol=LoihiProtocol)(requires(CPU)(tag(*tags)(cls)))
+    return decorate
+
+
 def _reports_errors(run_spk):
     """Write a model's exception (one line, with the process name) where the runner finds it."""
     @functools.wraps(run_spk)
@@ -115,9 +122,7 @@ class _AccumulateEmitModel(PyLoihiProcessModel):
         self.record[sample, j] = fired.transpose().reshape(-1)
 
 
-@implements(proc=AccumulateEmit, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("bit_accurate_loihi", "fixed_pt")
+@_cpu_model(AccumulateEmit, "bit_accurate_loihi", "fixed_pt")
 class PyAccumulateEmitModelFixed(_AccumulateEmitModel):
     """Bit-accurate model: integer state, 24-bit range checked every step."""
 
@@ -132,9 +137,7 @@ class PyAccumulateEmitModelFixed(_AccumulateEmitModel):
     first_sample: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
-@implements(proc=AccumulateEmit, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
+@_cpu_model(AccumulateEmit, "floating_pt")
 class PyAccumulateEmitModelFloat(_AccumulateEmitModel):
     """Float model: the same arithmetic in float64 (exact for these integers)."""
 
@@ -149,9 +152,7 @@ class PyAccumulateEmitModelFloat(_AccumulateEmitModel):
     first_sample: np.ndarray = LavaPyType(np.ndarray, np.int64)
 
 
-@implements(proc=DigitSource, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt", "floating_pt")
+@_cpu_model(DigitSource, "fixed_pt", "floating_pt")
 class PyDigitSourceModel(PyLoihiProcessModel):
     """Reads codes from disk and sends their digit planes; labels on a second port."""
 
@@ -187,9 +188,7 @@ class PyDigitSourceModel(PyLoihiProcessModel):
         self.label_out.send(label)
 
 
-@implements(proc=LogitSink, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt", "floating_pt")
+@_cpu_model(LogitSink, "fixed_pt", "floating_pt")
 class PyLogitSinkModel(PyLoihiProcessModel):
     """Keeps each sample's logits and label; counts finished samples in a file."""
 
@@ -230,9 +229,7 @@ class PyLogitSinkModel(PyLoihiProcessModel):
                 f.flush()
 
 
-@implements(proc=SpikeDelay, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt", "floating_pt")
+@_cpu_model(SpikeDelay, "fixed_pt", "floating_pt")
 class PySpikeDelayModel(PyLoihiProcessModel):
     """Sends at step t the frame it received at step t - delay (silence before)."""
 
@@ -249,9 +246,7 @@ class PySpikeDelayModel(PyLoihiProcessModel):
         self.s_out.send(self.held.popleft())
 
 
-@implements(proc=SpikeReplay, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt", "floating_pt")
+@_cpu_model(SpikeReplay, "fixed_pt", "floating_pt")
 class PySpikeReplayModel(PyLoihiProcessModel):
     """Frame t - 1 of the file at step t; silence after the last frame."""
 
@@ -263,9 +258,7 @@ class PySpikeReplayModel(PyLoihiProcessModel):
         self.s_out.send(np.asarray(frames[t], np.int32) if t < len(frames) else np.zeros(self.s_out.shape, np.int32))
 
 
-@implements(proc=SpikeRecorder, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt", "floating_pt")
+@_cpu_model(SpikeRecorder, "fixed_pt", "floating_pt")
 class PySpikeRecorderModel(PyLoihiProcessModel):
     """Frame of step t into row t - 1 of the file."""
 
@@ -280,9 +273,7 @@ class PySpikeRecorderModel(PyLoihiProcessModel):
             record.flush()
 
 
-@implements(proc=Conv, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
+@_cpu_model(Conv, "fixed_pt")
 class PyConvModelFast(PyLoihiProcessModel):
     """Bit-exact replacement for lava's fixed-point Conv model, 100x faster and honouring weight_exp.
 
