@@ -19,10 +19,13 @@ from lava_deploy.network.reference import run_reference
 pytestmark = pytest.mark.lava
 
 
-def _worker_processes() -> list[str]:
-    """Command lines of every live Lava worker (and its forked children, which share its command line)."""
+def _worker_processes(caller: int | None = None) -> list[str]:
+    """Command lines of the live Lava workers started by ``caller`` (default: this process), and of their forked
+    children, which share the command line (whose last word is the caller's pid): other runs on the machine
+    are not this test's."""
+    caller = os.getpid() if caller is None else caller
     out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "lava_cpu.worker" in line and "ps -eo" not in line]
+    return [line for line in out.splitlines() if "lava_cpu.worker" in line and line.split()[-1] == str(caller)]
 
 
 def _assert_matches_reference(network, codes, labels, **kwargs):
@@ -113,16 +116,16 @@ def test_ctrl_c_during_simulate_stops_cleanly(tmp_path):
     cli = subprocess.Popen([sys.executable, "-m", "lava_deploy", "simulate", str(path), "--backend", "lava-cpu",
                             "--dataset", "digits"], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not _worker_processes() and time.monotonic() < deadline:
+    while not _worker_processes(cli.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _worker_processes(), "the Lava worker never started"
+    assert _worker_processes(cli.pid), "the Lava worker never started"
     time.sleep(2)
     cli.send_signal(signal.SIGINT)
     _, err = cli.communicate(timeout=60)
     assert cli.returncode == 130
     assert err.strip().splitlines()[-1] == "lava-deploy: interrupted"
     assert "Traceback" not in err
-    assert _worker_processes() == []
+    assert _worker_processes(cli.pid) == []
 
 
 @pytest.mark.parametrize("seed, time_steps", [(0, 2), (1, 3)])

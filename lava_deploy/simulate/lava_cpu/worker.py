@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import Any, NoReturn, Optional
 
 import numpy as np
 from lava.magma.core.process.process import AbstractProcess
@@ -92,14 +92,17 @@ class Lifecycle:
         for signum in (_END, _ORPHANED):    # one ending: another signal must not cut it short
             signal.signal(signum, signal.SIG_IGN)
         try:
-            _release_shared_memory(self.process)
-            for child in multiprocessing.active_children():   # Lava's runtime processes, forked by this one
+            _release_shared_memory(_shared_memory_manager(self.process))
+            children = multiprocessing.active_children()    # Lava's runtime processes, forked by this one
+            for child in children:
                 child.kill()
-            if orphaned:
-                shutil.rmtree(self.job, ignore_errors=True)
+            for child in children:      # dead before the job goes: a dying model may still write its report
+                multiprocessing.Process.join(child, timeout=2.0)    # Lava's SystemProcess.join takes no timeout
             sys.stdout.flush()
             sys.stderr.flush()
-        finally:    # a handler may have cut into anything, a print included: exit whatever fails here
+        finally:    # a handler may have cut into anything, a print included: whatever fails above, a job
+            if orphaned:        # whose caller is gone goes, and the worker exits
+                shutil.rmtree(self.job, ignore_errors=True)
             os._exit(code)
 
 
@@ -111,18 +114,23 @@ def _signal_on_parent_death(signum: int) -> bool:
         return False
 
 
-def _release_shared_memory(process: Optional[AbstractProcess]) -> None:
+def _shared_memory_manager(process: Optional[AbstractProcess]) -> Any:
+    """Lava's shared-memory manager of the runtime built for ``process``, or None (Lava offers no public handle)."""
+    runtime = process.runtime if process is not None else None
+    infrastructure = getattr(runtime, "_messaging_infrastructure", None)
+    return None if infrastructure is None else infrastructure.smm
+
+
+def _release_shared_memory(manager: Any) -> None:
     """Stop Lava's shared-memory manager, which unlinks every segment and removes its pymp-* folder.
 
     The last step of Lava's own MultiProcessing.stop(), without the join of every process model before it,
     which never returns after a model error.
     """
-    runtime = process.runtime if process is not None else None
-    infrastructure = getattr(runtime, "_messaging_infrastructure", None)   # Lava offers no public handle
-    if infrastructure is None or infrastructure.smm is None:
+    if manager is None:
         return
     try:
-        infrastructure.smm.shutdown()
+        manager.shutdown()
     except Exception as exc:  # noqa: BLE001 - a manager cut short while starting; the caller kills what is left
         print(f"releasing Lava's shared memory failed: {exc!r}", file=sys.stderr)
 
