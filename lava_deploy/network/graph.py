@@ -129,6 +129,10 @@ class Neuron(ABC):
         """Largest code the neurons emit (0: they emit none)."""
         return 0
 
+    def threshold(self, time_steps: int) -> int:
+        """The first emit step's threshold theta = 2**(T-1) * S."""
+        return 1 << (time_steps - 1 + self.scale_exp)
+
     @abstractmethod
     def codes(self, potential: "torch.Tensor") -> "torch.Tensor":
         """Code level: the outputs (codes, or logits) of accumulated potentials."""
@@ -209,8 +213,8 @@ class Layer:
         return self.neuron.levels
 
     def threshold(self, time_steps: int) -> int:
-        """The first emit step's threshold theta = 2**(T-1) * S."""
-        return 1 << (time_steps - 1 + self.neuron.scale_exp)
+        """The first emit step's threshold theta = 2**(T-1) * S (the neuron model's)."""
+        return self.neuron.threshold(time_steps)
 
 
 @dataclass

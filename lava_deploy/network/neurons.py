@@ -27,10 +27,6 @@ class AccumulateEmit(Neuron):
     kind = "accumulate-emit"
     levels: int = 1
 
-    def threshold(self, time_steps: int) -> int:
-        """The first emit step's threshold theta = 2**(T-1) * S."""
-        return 1 << (time_steps - 1 + self.scale_exp)
-
     @property
     def clamp(self) -> int:
         """L * S: the potential is clamped to it before emitting, which keeps every code <= L."""
@@ -96,8 +92,7 @@ class Readout(Neuron):
 
     def netx_keys(self, time_steps: int) -> dict[str, int]:
         """``levels`` = 0, ``scaleExp``, ``vThMant`` (unused: the threshold of the same scale) and ``readout`` = 1."""
-        return {"levels": 0, "scaleExp": self.scale_exp, "vThMant": 1 << (time_steps - 1 + self.scale_exp),
-                "readout": 1}
+        return {"levels": 0, "scaleExp": self.scale_exp, "vThMant": self.threshold(time_steps), "readout": 1}
 
     @classmethod
     def from_netx(cls, keys: dict[str, int]) -> "Readout":
