@@ -317,11 +317,6 @@ class SpikingNetwork:
         """Steps from a sample's first input digit to its logits: (depth) * (T + 1)."""
         return self.depth(len(self.layers) - 1) * (self.time_steps + 1)
 
-    @property
-    def readout(self) -> Layer:
-        """The last layer, whose potentials are the logits."""
-        return self.layers[-1]
-
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
     """PyTorch's convolution output size along one axis."""
