@@ -21,6 +21,8 @@ WEIGHT_EXP_MIN_CHIP, WEIGHT_EXP_MAX_CHIP = -8, 7
 WEIGHT_EXP_MIN, WEIGHT_EXP_MAX = 0, WEIGHT_EXP_MAX_CHIP
 #: Largest graded-spike payload (Lava's ``num_message_bits``).
 MESSAGE_BITS = 24
+#: Distinct presynaptic sources one neurocore takes (first-generation Loihi's figure; Loihi 2's is unpublished).
+INPUT_AXONS_PER_CORE = 4096
 #: Time steps per sample T (bits per activation code) that conversion, files and backends support.
 TIME_STEPS_MIN, TIME_STEPS_MAX = 1, 8
 #: Bits of an input image code.

@@ -49,7 +49,7 @@ class CoreLimits:
     cores_per_chip: int = 128
     neurons_per_core: int = 8192
     memory_per_core_bytes: int = 192 * 1024
-    input_axons_per_core: int = 4096
+    input_axons_per_core: int = chip.INPUT_AXONS_PER_CORE
     output_axons_per_core: int = 4096
     weight_mantissa_bits: int = chip.WEIGHT_MANTISSA_BITS
     weight_exp_min: int = chip.WEIGHT_EXP_MIN_CHIP

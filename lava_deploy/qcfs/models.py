@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from lava_deploy import chip
 from lava_deploy.errors import DeployError
 from lava_deploy.qcfs.activation import QCFS
 
@@ -65,7 +66,11 @@ def model_spec(name: str, input_shape: Sequence[int], num_classes: int) -> list[
 
     * ``mlp``: two hidden dense layers (128, 64), BatchNorm and QCFS each.
     * ``cnn``: VGG-style: conv-BN-QCFS blocks of 3x3 kernels, 2x2 average pools
-      while the image size stays even, then the classifier.
+      while the image size stays even, then the classifier. Conversion folds a
+      pool into the layer after it, which then reads the unpooled map: where
+      that would give the classifier more inputs than a Loihi core has axons
+      (28x28 images: 64x14x14), one more conv block after the pool keeps the
+      classifier's fan-in at C*H*W of the pooled map.
     * ``resnet``: a conv-BN-QCFS stem, three basic blocks (16, 32/2, 64/2
       channels/stride; identity and 1x1 projection shortcuts), a global
       average pool, then the classifier.
@@ -83,6 +88,8 @@ def model_spec(name: str, input_shape: Sequence[int], num_classes: int) -> list[
             if i > 0 and height % 2 == 0 and width % 2 == 0:
                 spec.append({"type": "pool", "size": 2})
                 height, width = height // 2, width // 2
+        if spec[-1]["type"] == "pool" and CNN_CHANNELS[-1] * height * width * 4 > chip.INPUT_AXONS_PER_CORE:
+            spec.append({**spec[-2]})
         spec.append({"type": "dense", "out": num_classes})
         return spec
     if name == "resnet":
