@@ -8,15 +8,24 @@ import pytest
 
 from lava_deploy.check import check
 from lava_deploy.cli import build_parser, main
+from lava_deploy.data.datasets import IDX_DATASETS, data_dir, find_idx_folder
 from lava_deploy.simulate import simulate
 
 MODELS = Path(__file__).resolve().parent.parent / "netx_models"
-NAMES = ["digits-mlp-t3", "digits-cnn-t3", "mnist5k-cnn-t3", "mnist5k-resnet-t3"]
+NAMES = sorted(p.parent.name for p in MODELS.glob("*/model.net"))
+#: The official test sets' first images, which a fresh clone has (tests/data/idx_heads).
+IDX_HEADS = Path(__file__).resolve().parent / "data" / "idx_heads"
+
+
+def test_the_headline_models_are_shipped():
+    assert {"mnist-cnn-t3", "fashion-mnist-cnn-t3", "fashion-mnist-cnn-t4"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_card_figures_are_what_the_file_computes(name):
     figures = json.loads((MODELS / name / "figures.json").read_text())
+    if figures["dataset"] in IDX_DATASETS and find_idx_folder(figures["dataset"], data_dir()) is None:
+        pytest.skip(f"the card's figures are on all 10,000 test images: lava-deploy data fetch {figures['dataset']}")
     result = simulate(MODELS / name / "model.net", dataset=figures["dataset"], backend="reference")
     assert result.accuracy == pytest.approx(figures["reference_test_accuracy"], abs=1e-12)
     assert figures["compare"]["spike_agreement"] == 1.0
@@ -28,7 +37,7 @@ def test_card_loihi2_check_is_what_check_computes(name):
     recorded = json.loads((MODELS / name / "figures.json").read_text())["loihi2_check"]
     fit = check(MODELS / name / "model.net", energy=False).fit
     assert (recorded["cores"], recorded["chips"], recorded["deployable"]) == (fit.cores, fit.chips, fit.deployable)
-    assert recorded["deployable"] == (name != "mnist5k-cnn-t3")     # its readout's fan-in exceeds a core
+    assert fit.deployable and fit.problems == []
 
 
 @pytest.mark.lava
@@ -41,6 +50,18 @@ def test_lava_matches_reference_on_digits(name, capsys):
     assert summary["spike_agreement"] == 1.0 and summary["prediction_agreement"] == 1.0
     assert summary["steps_per_sample"]["lava_cpu"] == 3
     assert summary["accuracy"]["lava_cpu"] == summary["accuracy"]["reference"] > 0.9
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("name", ["mnist-cnn-t3", "fashion-mnist-cnn-t4"])
+def test_lava_matches_reference_on_the_official_test_sets_first_images(name, capsys):
+    dataset = json.loads((MODELS / name / "figures.json").read_text())["dataset"]
+    assert main(["compare", str(MODELS / name / "model.net"), "--dataset", f"{dataset}:{IDX_HEADS}",
+                 "--samples", "40", "--json", "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["samples"] == 40 and summary["logit_agreement"] == 1.0
+    assert summary["spike_agreement"] == 1.0 and summary["prediction_agreement"] == 1.0
+    assert summary["accuracy"]["lava_cpu"] == summary["accuracy"]["reference"] > 0.8
 
 
 @pytest.mark.lava
