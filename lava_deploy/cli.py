@@ -20,7 +20,7 @@ from lava_deploy.compare import compare, write_plots
 from lava_deploy.data.datasets import DATA_DIR_ENV, IDX_DATASETS, data_dir, find_idx_folder
 from lava_deploy.data.fetch import SOURCES, fetch
 from lava_deploy.errors import DeployError
-from lava_deploy.export import MAX_ACCURACY_DROP, export, format_info, info
+from lava_deploy.export import MAX_ACCURACY_DROP, export, export_nir, format_info, info
 from lava_deploy.files import check_output_file
 from lava_deploy.simulate import BACKENDS, load_network, simulate, simulate_spikes, write_predictions
 from lava_deploy.train.trainer import TrainConfig, train
@@ -76,6 +76,12 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 def _cmd_export(args: argparse.Namespace) -> None:
 
+    if args.format == "nir":
+        network = export_nir(args.checkpoint, args.output,
+                             max_accuracy_drop=None if args.force else MAX_ACCURACY_DROP)
+        print(f"NIR graph (rate-coded reading, approximate: docs/nir.md) of {len(network.layers)} layers "
+              f"-> {args.output}")
+        return
     network = export(args.checkpoint, args.output, max_accuracy_drop=None if args.force else MAX_ACCURACY_DROP)
     meta = network.metadata
     print(f"float QCFS test accuracy: {meta['float_test_accuracy']:.4f}  "
@@ -208,9 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train, deprecated=None)
 
-    p = verbs.add_parser("export", help="convert a checkpoint to a netx HDF5 spiking network")
-    p.add_argument("checkpoint")
-    p.add_argument("-o", "--output", required=True, help="netx HDF5 file to write")
+    p = verbs.add_parser("export", help="convert a checkpoint to a netx HDF5 spiking network (or a NIR graph)")
+    p.add_argument("checkpoint", metavar="MODEL", help="checkpoint; with --format nir also an exported netx file")
+    p.add_argument("-o", "--output", required=True, help="file to write")
+    p.add_argument("--format", default="netx", choices=("netx", "nir"), type=_one_of("format", ("netx", "nir")),
+                   help="netx: the bit-exact network for Lava (default); nir: the rate-coded reading of the same "
+                        "weights as a NIR graph for other platforms (approximate; needs lava-deploy[nir])")
     p.add_argument("--force", action="store_true",
                    help="write the file even when the integer network's test accuracy falls more than 5 points "
                         "below the float network's (for experiments)")

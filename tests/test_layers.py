@@ -11,8 +11,10 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lava_deploy"
 #: Dependencies a function may import lazily: optional or heavy (Lava, lava-dl, lava-loihi, matplotlib, the
-#: datasets' packages), and this package's own Lava processes, which import Lava when they load.
-LAZY_ALLOWED = ("lava", "matplotlib", "tqdm", "sklearn", "mlxtend", "lava_deploy.simulate.lava_cpu.process")
+#: datasets' packages, nir and sinabs of the extra 'nir'), and this package's own Lava processes, which import
+#: Lava when they load.
+LAZY_ALLOWED = ("lava", "matplotlib", "tqdm", "sklearn", "mlxtend", "nir", "nirtorch", "sinabs",
+                "lava_deploy.simulate.lava_cpu.process")
 
 
 def _unit(module: str) -> str:

@@ -1,17 +1,21 @@
-"""Export: checkpoint -> converted integer network -> netx HDF5 file."""
+"""Export: checkpoint -> converted integer network -> netx HDF5 file, or a NIR graph (``export_nir``)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional
 
+import h5py
+
 from lava_deploy.check import fit_network
 from lava_deploy.convert import convert_model
 from lava_deploy.errors import DeployError
-from lava_deploy.files import check_output_file
+from lava_deploy.export.nir_graph import to_nir
+from lava_deploy.files import atomic_output, check_output_file
 from lava_deploy.network import INPUT, SpikingNetwork
 from lava_deploy.network.netx import read_netx, write_netx
 from lava_deploy.network.reference import run_reference
 from lava_deploy.simulate import simulation_inputs
+from lava_deploy.simulate.nir_rate import read_nir, require_nir
 from lava_deploy.train.checkpoint import file_sha256, load_checkpoint
 
 
@@ -43,6 +47,14 @@ def export(checkpoint: str | Path, output: str | Path,
             accuracy collapse (one line naming the layer or the figures).
     """
     check_output_file(output, inputs=[checkpoint])
+    network = convert_checkpoint(checkpoint, max_accuracy_drop)
+    write_netx(network, output)
+    return network
+
+
+def convert_checkpoint(checkpoint: str | Path,
+                       max_accuracy_drop: Optional[float] = MAX_ACCURACY_DROP) -> SpikingNetwork:
+    """The integer network of a checkpoint, with its provenance and measured test accuracies (see :func:`export`)."""
     model, info = load_checkpoint(checkpoint)
     metadata = {
         "dataset": info.dataset,
@@ -60,7 +72,36 @@ def export(checkpoint: str | Path, output: str | Path,
         raise DeployError(f"the integer network's test accuracy {integer:.4f} is {100 * drop:.1f} points below the "
                           f"float network's {metadata['float_test_accuracy']:.4f} (more than "
                           f"{100 * max_accuracy_drop:.0f}): not written (--force writes it anyway)")
-    write_netx(network, output)
+    return network
+
+
+def export_nir(model: str | Path, output: str | Path,
+               max_accuracy_drop: Optional[float] = MAX_ACCURACY_DROP) -> SpikingNetwork:
+    """Write a network as a NIR graph: the rate-coded reading of its integer weights (approximate; ``docs/nir.md``).
+
+    The file is read back with NIR's own reader before it replaces ``output``,
+    so a file that reader refuses is never left behind.
+
+    Args:
+        model: a checkpoint (converted as :func:`export` does, with the same accuracy check) or an
+            exported netx file.
+        output: the NIR (HDF5) file to write.
+        max_accuracy_drop: for a checkpoint, as in :func:`export`.
+
+    Returns:
+        The integer network the graph was made from.
+
+    Raises:
+        DeployError: nir missing, bad paths, a damaged input, or a network with no NIR form (one line).
+    """
+    require_nir()
+    import nir
+    check_output_file(output, inputs=[model])
+    network = read_netx(model) if h5py.is_hdf5(model) else convert_checkpoint(model, max_accuracy_drop)
+    graph = to_nir(network)
+    with atomic_output(output) as tmp:
+        nir.write(tmp, graph)
+        read_nir(tmp)
     return network
 
 
