@@ -36,6 +36,7 @@ bench: setup
 	$(PY) benchmarks/sparsity.py
 	$(PY) benchmarks/latency_accuracy.py
 	$(PY) benchmarks/simulator_speed.py
+	$(PY) benchmarks/nir_export.py
 
 models: setup
 	$(PY) netx_models/build.py
