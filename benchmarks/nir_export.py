@@ -98,12 +98,13 @@ def write_markdown(rows: list[dict], info: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         exact = row["bit_serial"]
-        missing = [{"accuracy": float("nan"), "spikes_per_sample": float("nan")}] * len(row["rate"]["qcfs"])
-        for qcfs, stock in zip(row["rate"]["qcfs"], row["rate"].get("sinabs", missing)):
+        stock_rows = row["rate"].get("sinabs") or [None] * len(row["rate"]["qcfs"])
+        for qcfs, stock in zip(row["rate"]["qcfs"], stock_rows):
+            stock_cells = f"{stock['accuracy']:.4f} | {stock['spikes_per_sample']:.1f}" if stock else "not run | not run"
             lines.append(f"| {row['model']} | {exact['time_steps']} | {exact['accuracy']:.4f} | "
                          f"{exact['spikes_per_sample']:.1f} | {qcfs['time_steps']} | {qcfs['accuracy']:.4f} | "
                          f"{qcfs['prediction_agreement']:.4f} | {qcfs['spikes_per_sample']:.1f} | "
-                         f"{stock['accuracy']:.4f} | {stock['spikes_per_sample']:.1f} | {qcfs['seconds']:.1f} |")
+                         f"{stock_cells} | {qcfs['seconds']:.1f} |")
     lines += ["", "Limit: the accuracy the rates converge to as T grows, the network without the floor "
                   "(`rate_limit_logits`, docs/nir.md section 2).", "",
               "| model | samples | limit accuracy | NIR file bytes | nodes | export s | nir.read s |",
@@ -144,10 +145,16 @@ def main() -> None:
     parser.add_argument("--time-steps", nargs="+", type=int, default=list(TIME_STEPS))
     parser.add_argument("--samples", type=int, help="test samples per model (default: the full split)")
     parser.add_argument("--readings", nargs="+", choices=READINGS, default=list(READINGS))
+    parser.add_argument("--render", action="store_true", help="only rewrite nir.md and nir.png from nir.json")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     saved = RESULTS / "nir.json"
     kept = {row["model"]: row for row in json.loads(saved.read_text())["models"]} if saved.exists() else {}
+    if args.render:
+        saved_data = json.loads(saved.read_text())
+        (RESULTS / "nir.md").write_text(write_markdown(saved_data["models"], saved_data["machine"]))
+        plot(saved_data["models"], RESULTS / "nir.png")
+        return
     info = machine_info()
     with tempfile.TemporaryDirectory() as folder:
         for model in args.models:       # saved after each model: a long run keeps what it measured
