@@ -42,7 +42,7 @@ from machine import machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
-MODELS = ("digits-mlp-t3", "digits-cnn-t3", "mnist5k-cnn-t3", "mnist5k-resnet-t3")
+MODELS = tuple(sorted(p.parent.name for p in (ROOT / "netx_models").glob("*/model.net")))
 #: 7 = L, the top code at T = 3: a first layer with constant input then counts exactly its code.
 TIME_STEPS = (4, 7, 8, 16, 32, 64)
 
