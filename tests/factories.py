@@ -48,6 +48,14 @@ def random_network(rng: np.random.Generator, time_steps: int = 3, input_bits: in
     return SpikingNetwork(layers, time_steps, input_bits, input_shape, [str(c) for c in range(classes)])
 
 
+def with_neuron_bias(rng: np.random.Generator, network: SpikingNetwork, layer: int = 0) -> SpikingNetwork:
+    """The network with one random bias per neuron in ``layer`` (as a folded input normalization gives)."""
+    target = network.layers[layer]
+    theta = target.threshold(network.time_steps)
+    target.bias = rng.integers(-3 * theta, 3 * theta + 1, size=target.output_shape).astype(np.int64)
+    return network
+
+
 def random_codes(rng: np.random.Generator, network: SpikingNetwork, n: int) -> np.ndarray:
     """Uniform random input codes for ``network``."""
     return rng.integers(0, network.input_levels + 1, size=(n, *network.input_shape))

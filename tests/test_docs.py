@@ -210,8 +210,8 @@ def synaptic_input(synapse: Synapse, x: np.ndarray) -> np.ndarray:
 
 
 def _with_bias(u: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """``u`` plus the bias of each output channel (in place)."""
-    u += bias.reshape(1, -1, *([1] * (u.ndim - 2)))
+    """``u`` plus the bias of each output channel, or of each neuron (in place)."""
+    u += bias.reshape(1, *bias.shape, *([1] * (u.ndim - 1 - bias.ndim)))
     return u
 
 

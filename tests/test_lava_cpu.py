@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from factories import random_codes, random_network
+from factories import random_codes, random_network, with_neuron_bias
 from lava_deploy.errors import DeployError
 from lava_deploy.network.netx import write_netx
 from lava_deploy.simulate.lava_cpu.runner import run_lava
@@ -58,6 +58,15 @@ def test_lava_equals_reference_spike_for_spike(seed, time_steps, input_bits, con
     # The case is only worth its time if neurons both fire and stay silent.
     total = sum(s.sum() for s in ref.spikes)
     assert 0 < total < sum(s.size for s in ref.spikes)
+
+
+def test_a_bias_per_neuron_runs_spike_for_spike():
+    """A first conv with one bias per neuron (an imported model's input normalization at the zero padding)."""
+    rng = np.random.default_rng(7)
+    network = with_neuron_bias(rng, random_network(rng, time_steps=3, input_bits=8, conv=True, levels=5))
+    codes = random_codes(rng, network, 12)
+    ref, _ = _assert_matches_reference(network, codes, rng.integers(0, 4, len(codes)))
+    assert 0 < ref.spikes[0].sum() < ref.spikes[0].size
 
 
 def test_fast_conv_equals_lava_conv_model():

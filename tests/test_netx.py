@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from factories import random_network
+from factories import random_network, with_neuron_bias
 from lava_deploy.cli import main
 from lava_deploy.network.netx import NEURON_TYPE, read_netx, write_netx
 
@@ -30,6 +30,20 @@ def test_round_trip_keeps_every_number(network_file):
     assert (back.time_steps, back.input_bits, back.input_shape) == (3, 8, network.input_shape)
     assert back.class_names == network.class_names and back.metadata == network.metadata
     _assert_same_layers(network, back)
+
+
+def test_a_bias_per_neuron_round_trips_and_a_bias_of_another_shape_is_refused(tmp_path, capsys):
+    network = with_neuron_bias(np.random.default_rng(5), random_network(np.random.default_rng(5), conv=True))
+    _written(network, tmp_path / "net.net")
+    back = read_netx(tmp_path / "net.net")
+    assert back.layers[0].bias.shape == network.layers[0].output_shape
+    _assert_same_layers(network, back)
+    with h5py.File(tmp_path / "net.net", "r+") as f:
+        del f["layer/1/bias"]
+        f["layer/1/bias"] = np.zeros((6, 5, 4), np.int64)
+    assert main(["info", str(tmp_path / "net.net")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "layer/1" in err and "'bias' has shape (6, 5, 4), expected (6, 5, 5)" in err
 
 
 def _assert_same_layers(network, back):

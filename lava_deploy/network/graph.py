@@ -172,7 +172,9 @@ class Layer:
         inputs: incoming edges; the first is the layer's main synapse (netx's layer keys), further ones
             are shortcuts (netx's ``skip`` groups).
         neuron: the neuron model (accumulate-then-emit, or readout).
-        bias: integer bias per output channel, in potential units (scale S), added once per sample.
+        bias: integer bias in potential units (scale S), added once per sample: one per output channel
+            ``(C,)``, or one per neuron ``(C, H, W)`` (a first layer whose folded input normalization meets
+            zero padding).
         accumulate_shift: bits that arrive per time step on every edge (the input's digit bits for a
             layer fed by the input, else 1 for binary spikes).
     """
@@ -191,6 +193,13 @@ class Layer:
     def output_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of the neurons (a dense layer of F neurons is ``(F, 1, 1)``)."""
         return self.synapse.output_shape
+
+    @property
+    def neuron_bias(self) -> np.ndarray:
+        """The bias of every neuron, ``(C, H, W)`` (a per-channel bias broadcast; read-only)."""
+        channels, height, width = self.output_shape
+        return np.broadcast_to(self.bias.reshape(channels, *((1, 1) if self.bias.ndim == 1 else (height, width))),
+                               (channels, height, width))
 
     @property
     def num_neurons(self) -> int:
@@ -287,7 +296,8 @@ class SpikingNetwork:
         bound every intermediate potential too.
         """
         layer = self.layers[index]
-        positive, negative = layer.bias.astype(np.int64), layer.bias.astype(np.int64)
+        bias = layer.bias.reshape(len(layer.bias), -1).astype(np.int64)       # each channel's neurons
+        positive, negative = bias.max(axis=1), bias.min(axis=1)
         for edge in layer.inputs:
             w = edge.synapse.weight.reshape(edge.synapse.weight.shape[0], -1)
             levels = self.source_levels(edge.source)

@@ -367,8 +367,9 @@ def _read_skip(r: _Reader, group: h5py.Group, where: str, network: SpikingNetwor
 
 def _read_layer(r: _Reader, group: h5py.Group, where: str, network: SpikingNetwork, main: Edge) -> Layer:
     """The bias and neuron of the layer whose main synapse was just read."""
-    out = main.synapse.output_shape[0]
-    bias = r.integers(group, "bias", where, (out,))
+    out = main.synapse.output_shape
+    per_neuron = isinstance(group.get("bias"), h5py.Dataset) and group["bias"].ndim == 3   # else one per channel
+    bias = r.integers(group, "bias", where, tuple(out) if per_neuron else (out[0],))
     if "neuron" not in group or not isinstance(group["neuron"], h5py.Group):
         raise r.fail(where, "missing group 'neuron'")
     neuron, nwhere = group["neuron"], f"{where}/neuron"

@@ -86,7 +86,8 @@ def run_reference(network: SpikingNetwork, input_codes: np.ndarray, spikes: bool
 
 
 def _bias(layer: Layer, dtype: torch.dtype) -> torch.Tensor:
-    return torch.from_numpy(layer.bias).to(dtype).view(1, -1, 1, 1)
+    """The bias, shaped to add to potentials ``(N, C, H, W)``: per channel ``(1, C, 1, 1)`` or per neuron."""
+    return torch.from_numpy(layer.bias).to(dtype).view(1, len(layer.bias), *(layer.bias.shape[1:] or (1, 1)))
 
 
 def _run_codes(network: SpikingNetwork, codes: np.ndarray, single: bool) -> ReferenceResult:

@@ -37,8 +37,9 @@ def validate_network(network: SpikingNetwork) -> None:
             raise DeployError(f"{where}: a readout layer before the last layer")
         if not layer.inputs:
             raise DeployError(f"{where}: no incoming synapse")
-        if layer.bias.shape != (layer.output_shape[0],):
-            raise DeployError(f"{where}: bias of shape {layer.bias.shape} for {layer.output_shape[0]} channels")
+        if layer.bias.shape not in ((layer.output_shape[0],), tuple(layer.output_shape)):
+            raise DeployError(f"{where}: bias of shape {layer.bias.shape} for neurons {tuple(layer.output_shape)}: "
+                              "need one per channel or one per neuron")
         from_input = {edge.source == INPUT for edge in layer.inputs}
         if len(from_input) > 1:
             raise DeployError(f"{where}: edges from the input and from layers carry different bits per step")

@@ -182,7 +182,7 @@ def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
     for i, layer in enumerate(network.layers):
         shape = layer.synapse.lava_shape(layer.output_shape)
         neuron = AccumulateEmit(
-            shape=shape, bias=np.broadcast_to(layer.bias, shape), vth=layer.threshold(T),
+            shape=shape, bias=layer.neuron_bias.transpose().reshape(shape), vth=layer.threshold(T),
             clamp=layer.levels << layer.neuron.scale_exp, time_steps=T, accumulate_shift=layer.accumulate_shift,
             first_step=1 + network.accumulate_start(i), readout=layer.is_readout, num_samples=num_samples,
             record_path=str(job / f"spikes_{i}.npy") if record and not layer.is_readout else None,
