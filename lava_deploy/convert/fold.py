@@ -8,6 +8,9 @@ Each synapse layer becomes ``k_l = clip(floor(W~ k_{l-1} + b~), 0, L)`` (plus
 
 where (W_hat, b_hat) have BatchNorm folded in, the QCFS half step moved into the
 bias, and any average pool between two layers folded into the second one.
+An input normalization ``(x - m) / s`` folds into the first layer: its weights
+divided by s, and ``-m / s`` of every pixel inside the image moved into the
+bias, which differs per neuron where zero padding meets it.
 The result is still float; :mod:`lava_deploy.convert.fixed_point` rounds it.
 """
 from __future__ import annotations
@@ -17,11 +20,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lava_deploy.network import conv_output_size
 from lava_deploy.errors import DeployError
-from lava_deploy.qcfs.models import ResidualBlock
+from lava_deploy.qcfs.models import InputNormalization, ResidualBlock
 from lava_deploy.qcfs.activation import QCFS
 
 #: Modules that do nothing at inference (Flatten is implied by a dense layer).
@@ -45,7 +49,7 @@ class FoldedLayer:
 
     kind: str
     weight: np.ndarray
-    bias: np.ndarray
+    bias: np.ndarray        # (C,), or (C, H, W) where an input normalization meets zero padding
     levels: int
     input_shape: tuple[int, int, int]
     output_shape: tuple[int, int, int]
@@ -108,7 +112,8 @@ def fold_model(model: nn.Module, input_shape: Sequence[int], input_bits: int) ->
     Args:
         model: Conv2d / Linear, each optionally followed by BatchNorm and QCFS,
             with AvgPool2d between activations, and ResidualBlocks after a
-            layer with an activation; the last synapse has no QCFS.
+            layer with an activation; the last synapse has no QCFS. An
+            InputNormalization may come first, right before a Conv2d or Linear.
         input_shape: ``(C, H, W)``.
         input_bits: T_in; input pixel = k / (2**T_in - 1).
 
@@ -117,6 +122,11 @@ def fold_model(model: nn.Module, input_shape: Sequence[int], input_bits: int) ->
             pooling, pooling before an activation, ...).
     """
     modules = [m for m in leaf_modules(model) if not isinstance(m, _PASS_THROUGH)]
+    normalization = modules.pop(0) if modules and isinstance(modules[0], InputNormalization) else None
+    if normalization is not None and not (modules and isinstance(modules[0], (nn.Conv2d, nn.Linear))):
+        raise DeployError("an input normalization must come right before the first Conv2d or Linear")
+    if any(isinstance(m, InputNormalization) for m in modules):
+        raise DeployError("an input normalization can only be the model's first module")
     shape = tuple(int(s) for s in input_shape)
     step_in = 1.0 / ((1 << input_bits) - 1)   # activation value of one input code step
     pool = 1
@@ -153,7 +163,8 @@ def fold_model(model: nn.Module, input_shape: Sequence[int], input_bits: int) ->
         i += activation is not None
         if i < len(modules) and activation is None and isinstance(modules[i], nn.AvgPool2d):
             raise DeployError("pooling before the activation is not supported: pool after QCFS")
-        layers.append(_fold_synapse(module, bn, activation, shape, step_in, pool, i))
+        layers.append(_fold_synapse(module, bn, activation, shape, step_in, pool, i,
+                                    normalization if not layers else None))
         shape, step_in, pool = layers[-1].output_shape, _step(activation), 1
     if not layers or layers[-1].levels != 0:
         raise DeployError("the model must end with a synapse layer without activation (the classifier)")
@@ -172,10 +183,13 @@ def _weight_and_bias(module: nn.Module, bn: Optional[nn.Module]) -> tuple[torch.
 
 
 def _fold_synapse(module: nn.Module, bn: Optional[nn.Module], activation: Optional[QCFS], shape: tuple,
-                  step_in: float, pool: int, position: int) -> FoldedLayer:
-    """One Conv2d/Linear (+ BatchNorm, + QCFS) after an optional pool, in the code domain."""
+                  step_in: float, pool: int, position: int,
+                  normalization: Optional[InputNormalization] = None) -> FoldedLayer:
+    """One Conv2d/Linear (+ BatchNorm, + QCFS) after an optional pool or input normalization, in the code domain."""
     weight, bias = _weight_and_bias(module, bn)
     in_shape = (shape[0], shape[1] * pool, shape[2] * pool)
+    if normalization is not None:
+        weight, bias = _fold_normalization(module, weight, bias, normalization, in_shape)
     if isinstance(module, nn.Conv2d):
         stride, padding, dilation = _pair(module.stride), _pair(module.padding), _pair(module.dilation)
         if pool > 1:
@@ -204,6 +218,38 @@ def _fold_synapse(module: nn.Module, bn: Optional[nn.Module], activation: Option
     weight, bias = weight * step_in * ratio, bias * ratio + scales["bias_offset"]
     levels = activation.levels if activation is not None else 0
     return FoldedLayer(kind, weight.numpy(), bias.numpy(), levels, in_shape, out_shape, geometry, **scales)
+
+
+def _fold_normalization(module: nn.Module, weight: torch.Tensor, bias: torch.Tensor, norm: InputNormalization,
+                        shape: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights and bias of the first synapse for raw images of ``shape``: ``(x - m) / s`` folded in.
+
+    The synapse sees ``x / s - m / s``: its weights divide by s, and the current
+    of the constant image ``-m / s`` joins the bias. That image ends at the
+    border, where the synapse's zero padding begins, so a padded conv's bias
+    differs per neuron near the border; it stays per channel where it does not.
+    A one-channel image repeated over the model's channels sums their weights.
+    """
+    inverse = 1.0 / norm.std.detach().double()
+    channels = len(inverse)
+    image = (-norm.mean.detach().double() * inverse).view(1, -1, 1, 1).expand(1, channels, shape[1], shape[2])
+    if isinstance(module, nn.Conv2d):
+        if shape[0] != channels and module.groups != 1:
+            raise DeployError("a grouped first conv cannot take a one-channel image repeated over its channels")
+        offset = F.conv2d(image, weight, None, module.stride, module.padding, module.dilation,
+                                            module.groups)[0]
+        weight = weight * inverse.view(1, -1, 1, 1)
+        weight = weight.sum(1, keepdim=True) if shape[0] != channels else weight
+        bias = bias.view(-1, 1, 1) + offset
+        if bool((offset == offset[:, :1, :1]).all()):      # no padding: one bias per channel, as always
+            bias = bias[:, 0, 0].contiguous()
+        return weight, bias
+    if weight.shape[1] != image.numel():
+        raise DeployError(f"the first Linear expects {weight.shape[1]} inputs, the normalized image has {image.numel()}")
+    offset = weight @ image.reshape(-1)
+    weight = weight.reshape(len(weight), channels, -1) * inverse.view(1, -1, 1)
+    weight = weight.sum(1) if shape[0] != channels else weight.reshape(len(weight), -1)
+    return weight, bias + offset
 
 
 def _fold_block(block: ResidualBlock, source: int, shape: tuple, step_in: float) -> list[FoldedLayer]:
@@ -243,3 +289,34 @@ def _fold_block(block: ResidualBlock, source: int, shape: tuple, step_in: float)
 
 def _batchnorm(module: nn.Module) -> Optional[nn.Module]:
     return module if isinstance(module, nn.modules.batchnorm._BatchNorm) else None
+
+
+def run_folded(layers: Sequence[FoldedLayer], codes: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The folded network before any rounding, in float64, on input codes ``(N, C, H, W)``.
+
+    Every layer computes ``clip(floor(W~ k + b~ (+ W~_skip k_source)), 0, L)``, the
+    QCFS network's own codes (section 2 of docs/conversion.md); the integer
+    network computes the same but with its weights and biases rounded onto
+    Loihi's 8-bit grid, so the two differ by that rounding alone.
+
+    Returns:
+        The readout's potentials ``(N, classes)`` (the logits up to a positive
+        factor) and every hidden layer's codes.
+    """
+    outputs = {-1: torch.from_numpy(np.asarray(codes, dtype=np.float64))}
+    for i, layer in enumerate(layers):
+        x = outputs[i - 1]
+        weight = torch.from_numpy(layer.weight)
+        if layer.kind == "conv":
+            g = layer.geometry
+            u = F.conv2d(x, weight, None, g["stride"], g["padding"], g.get("dilation", 1), g.get("groups", 1))
+        else:
+            u = (x.reshape(len(x), -1) @ weight.T).view(len(x), -1, 1, 1)
+        if layer.skip is not None:
+            u = u + F.conv2d(outputs[layer.skip.source], torch.from_numpy(layer.skip.weight), None,
+                             layer.skip.stride, layer.skip.padding)
+        bias = torch.from_numpy(np.asarray(layer.bias, dtype=np.float64))
+        u = u + bias.view(1, len(bias), *(bias.shape[1:] or (1, 1)))
+        outputs[i] = u if layer.levels == 0 else torch.clamp(torch.floor(u), 0, layer.levels)
+    hidden = [outputs[i].to(torch.int64).numpy() for i in range(len(layers) - 1)]
+    return outputs[len(layers) - 1].reshape(len(codes), -1).numpy(), hidden

@@ -3,6 +3,6 @@
 Below both training and conversion, which each build on these modules.
 """
 from lava_deploy.qcfs.activation import QCFS
-from lava_deploy.qcfs.models import ResidualBlock, build_model, model_spec, qcfs_layers
+from lava_deploy.qcfs.models import InputNormalization, ResidualBlock, build_model, model_spec, qcfs_layers
 
-__all__ = ["QCFS", "ResidualBlock", "build_model", "model_spec", "qcfs_layers"]
+__all__ = ["QCFS", "InputNormalization", "ResidualBlock", "build_model", "model_spec", "qcfs_layers"]

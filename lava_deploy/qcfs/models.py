@@ -3,11 +3,13 @@
 A model is a list of layer descriptions (``{"type": "conv", "out": 16, ...}``)
 so that a checkpoint can rebuild it exactly and a reader can see it at a
 glance. The built network is a plain ``nn.Sequential`` of Conv2d / Linear /
-BatchNorm / QCFS / AvgPool2d / Flatten and :class:`ResidualBlock`: conversion
-accepts any such sequence, including one a user assembles by hand.
+BatchNorm / QCFS / AvgPool2d / Flatten and :class:`ResidualBlock`, optionally
+led by an :class:`InputNormalization`: conversion accepts any such sequence,
+including one a user assembles by hand.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -22,6 +24,36 @@ CNN_CHANNELS = (16, 32, 64)
 #: The ResNet family: stem width, then (channels, stride) of each basic block.
 RESNET_STEM = 16
 RESNET_BLOCKS = ((16, 1), (32, 2), (64, 2))
+
+
+class InputNormalization(nn.Module):
+    """``(x - mean) / std`` per channel, as torchvision's ``Normalize`` applies it to the images.
+
+    Models trained elsewhere (the QCFS reference code's CIFAR loaders) saw
+    normalized images; conversion folds this into the first synapse layer.
+    A one-channel image given to a model of more channels is repeated over
+    them first (a grayscale dataset fed to a 3-channel network).
+
+    Args:
+        mean, std: one value per channel the model takes.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if len(mean) != len(std) or not len(mean):
+            raise DeployError(f"input normalization needs one mean and one std per channel, got {len(mean)} "
+                              f"and {len(std)}")
+        if not all(math.isfinite(m) for m in mean) or not all(math.isfinite(s) and s > 0 for s in std):
+            raise DeployError("input normalization needs finite means and positive, finite standard deviations")
+        self.register_buffer("mean", torch.tensor([float(m) for m in mean]))
+        self.register_buffer("std", torch.tensor([float(s) for s in std]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        x = x.expand(-1, len(self.mean), -1, -1)
+        return (x - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return f"channels={len(self.mean)}"
 
 
 class ResidualBlock(nn.Module):
@@ -111,6 +143,11 @@ def build_model(spec: Sequence[dict], input_shape: Sequence[int], levels: int,
                 threshold: float = 8.0) -> nn.Sequential:
     """Build the ``nn.Sequential`` a spec describes.
 
+    Besides the families' layers (``conv``, ``dense``, each with optional
+    ``bn``, ``act`` and ``bias``, which defaults to no bias where BatchNorm
+    follows; ``block``; ``pool``), a spec may start with ``{"type":
+    "normalize", "mean": [...], "std": [...]}`` (:class:`InputNormalization`).
+
     Args:
         spec: layer descriptions from :func:`model_spec` (or hand-written).
         input_shape: ``(C, H, W)`` of one input.
@@ -120,13 +157,20 @@ def build_model(spec: Sequence[dict], input_shape: Sequence[int], levels: int,
     channels, height, width = input_shape
     modules: list[nn.Module] = []
     flat = False
-    for layer in spec:
+    for position, layer in enumerate(spec):
         kind = layer["type"]
-        if kind == "conv":
+        if kind == "normalize":
+            if position:
+                raise DeployError("input normalization must be the first layer of a spec")
+            if channels not in (1, len(layer["mean"])):
+                raise DeployError(f"input normalization of {len(layer['mean'])} channels for images of {channels}")
+            modules.append(InputNormalization(layer["mean"], layer["std"]))
+            channels = len(layer["mean"])
+        elif kind == "conv":
             if flat:
                 raise DeployError("a conv layer cannot follow a dense layer")
             k, s, p = layer["kernel"], layer.get("stride", 1), layer.get("padding", 0)
-            modules.append(nn.Conv2d(channels, layer["out"], k, s, p, bias=not layer.get("bn")))
+            modules.append(nn.Conv2d(channels, layer["out"], k, s, p, bias=layer.get("bias", not layer.get("bn"))))
             channels = layer["out"]
             height, width = (height + 2 * p - k) // s + 1, (width + 2 * p - k) // s + 1
             if layer.get("bn"):
@@ -148,7 +192,7 @@ def build_model(spec: Sequence[dict], input_shape: Sequence[int], levels: int,
             if not flat:
                 modules.append(nn.Flatten())
                 channels, height, width, flat = channels * height * width, 1, 1, True
-            modules.append(nn.Linear(channels, layer["out"], bias=not layer.get("bn")))
+            modules.append(nn.Linear(channels, layer["out"], bias=layer.get("bias", not layer.get("bn"))))
             channels = layer["out"]
             if layer.get("bn"):
                 modules.append(nn.BatchNorm1d(channels))

@@ -18,7 +18,7 @@ from torch.nn.utils import parametrize
 
 from lava_deploy.convert.fixed_point import Q_MAX, best_weight_shift, scale_exponents, skip_exponent
 from lava_deploy.convert.fold import FoldedLayer, fold_batchnorm, fold_model
-from lava_deploy.qcfs.models import ResidualBlock, build_model, qcfs_layers
+from lava_deploy.qcfs.models import InputNormalization, ResidualBlock, build_model, qcfs_layers
 
 
 class _RoundSTE(torch.autograd.Function):
@@ -132,6 +132,8 @@ def attach_rounding(model: nn.Sequential, input_shape: Sequence[int], input_bits
     """
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise ValueError("fold BatchNorm first (without_batchnorm)")
+    if any(isinstance(m, InputNormalization) for m in model.modules()):
+        raise ValueError("an input normalization scales the first weights per channel, not by one constant")
     for activation in qcfs_layers(model):
         activation.threshold.requires_grad_(False)
     time_steps = max(a.time_steps for a in qcfs_layers(model))
