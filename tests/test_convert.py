@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from lava_deploy.convert import convert_model
-from lava_deploy.convert.fold import fold_model
+from lava_deploy.convert.fold import fold_model, run_folded
 from lava_deploy.chip import STATE_BITS
 from lava_deploy.errors import DeployError
 from lava_deploy.network.reference import run_reference
@@ -13,10 +13,12 @@ from lava_deploy.qcfs.models import build_model, model_spec, qcfs_layers
 from lava_deploy.qcfs.activation import QCFS
 
 
-def _trained_like(name, shape, levels=7, seed=0):
-    """A model with non-trivial BatchNorm statistics and thresholds, as training leaves them."""
+def _trained_like(name, shape, levels=7, seed=0, first=()):
+    """A model with non-trivial BatchNorm statistics and thresholds, as training leaves them (``first``: spec
+    layers before the family's)."""
     torch.manual_seed(seed)
-    model = build_model(model_spec(name, shape, 10), shape, levels)
+    channels = first[0]["mean"] if first else range(shape[0])
+    model = build_model([*first, *model_spec(name, (len(channels), *shape[1:]), 10)], shape, levels)
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.running_mean.uniform_(-0.5, 0.5)
@@ -115,6 +117,23 @@ def test_modules_without_exact_spiking_form_are_refused(middle, features, messag
                           nn.Linear(features, 16), QCFS(7), nn.Linear(16, 10))
     with pytest.raises(DeployError, match=message):
         convert_model(model, (1, 8, 8), 8, [str(i) for i in range(10)])
+
+
+@pytest.mark.parametrize("name,shape", [("mlp", (3, 6, 6)), ("cnn", (3, 8, 8)), ("cnn", (1, 8, 8))])
+def test_an_input_normalization_folds_exactly_before_rounding(name, shape):
+    """(x - m) / s before the first layer (a grayscale image repeated over 3 channels in the last case): the
+    folded network computes every code and the logits of the float network, the zero padding included."""
+    normalize = {"type": "normalize", "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]}
+    model = _trained_like(name, shape, first=(normalize,)).double()
+    codes = np.random.default_rng(5).integers(0, 256, size=(64, *shape))
+    with torch.no_grad():
+        expected, logits = _hooked_codes(model, torch.from_numpy(codes / 255.0))
+    folded = fold_model(model, shape, 8)
+    assert folded[0].bias.shape == (folded[0].output_shape if name == "cnn" else (folded[0].output_shape[0],))
+    folded_logits, ours = run_folded(folded, codes)
+    np.testing.assert_allclose(folded_logits, logits.numpy(), rtol=1e-9, atol=1e-9)
+    for mine, want in zip(ours, expected):
+        assert (mine.reshape(want.shape) == want).mean() > 0.9999
 
 
 def test_a_model_without_qcfs_is_refused():
