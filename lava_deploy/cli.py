@@ -23,6 +23,7 @@ from lava_deploy.errors import DeployError
 from lava_deploy.export import MAX_ACCURACY_DROP, export, export_nir, format_info, info
 from lava_deploy.files import check_output_file
 from lava_deploy.simulate import BACKENDS, load_network, simulate, simulate_spikes, write_predictions
+from lava_deploy.train.import_qcfs import ARCHITECTURES, import_qcfs
 from lava_deploy.train.trainer import TrainConfig, train
 
 EXIT_NOT_DEPLOYABLE = 1
@@ -78,14 +79,37 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
     if args.format == "nir":
         network = export_nir(args.checkpoint, args.output,
-                             max_accuracy_drop=None if args.force else MAX_ACCURACY_DROP)
+                             max_accuracy_drop=None if args.force else MAX_ACCURACY_DROP, dataset=args.dataset)
         print(f"NIR graph (rate-coded reading, approximate: docs/nir.md) of {len(network.layers)} layers "
               f"-> {args.output}")
         return
-    network = export(args.checkpoint, args.output, max_accuracy_drop=None if args.force else MAX_ACCURACY_DROP)
+    network = export(args.checkpoint, args.output, max_accuracy_drop=None if args.force else MAX_ACCURACY_DROP,
+                     dataset=args.dataset)
     meta = network.metadata
     print(f"float QCFS test accuracy: {meta['float_test_accuracy']:.4f}  "
           f"integer reference test accuracy: {meta['reference_test_accuracy']:.4f}  -> {args.output}")
+
+
+def _cmd_import_qcfs(args: argparse.Namespace) -> None:
+
+    info = import_qcfs(args.checkpoint, args.arch, args.dataset, args.levels, args.output, mean=args.mean, std=args.std)
+    norm = next((layer for layer in info.spec if layer["type"] == "normalize"), None)
+    print(f"{args.arch} ({info.training['reference_activation']} thresholds), L = {info.levels} -> T = "
+          f"{info.time_steps}, input {'x'.join(map(str, info.input_shape))}"
+          + (f" normalized (mean {_numbers(norm['mean'])}, std {_numbers(norm['std'])})" if norm else "")
+          + f", {len(info.class_names)} classes -> {args.output}")
+
+
+def _numbers(values: Sequence[float]) -> str:
+    return ",".join(f"{v:.4g}" for v in values)
+
+
+def _floats(text: str) -> list[float]:
+    """An argparse type: comma-separated numbers."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of numbers") from None
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
@@ -223,7 +247,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="write the file even when the integer network's test accuracy falls more than 5 points "
                         "below the float network's (for experiments)")
+    p.add_argument("--dataset", help="dataset spec to measure the integer test accuracy on (default: the "
+                   "checkpoint's); it is recorded in the file")
     p.set_defaults(func=_cmd_export)
+
+    p = verbs.add_parser("import-qcfs", help="read a state dict saved by the QCFS authors' code (IF or MyFloor "
+                         "activations) into a lava-deploy checkpoint for export")
+    p.add_argument("checkpoint", help="the .pth file (model.state_dict())")
+    p.add_argument("--arch", required=True, choices=ARCHITECTURES, type=_one_of("architecture", ARCHITECTURES),
+                   help="the reference code's model (vgg16_wobn is refused: it max-pools)")
+    p.add_argument("--dataset", required=True,
+                   help="cifar10, cifar100, mnist, fashion-mnist, or any dataset spec (cifar10:DIR, npz:PATH, ...): "
+                        "image shape, classes, the reference loader's normalization, and export's test set")
+    p.add_argument("-L", "--levels", required=True, type=int,
+                   help="the level count L it was trained with (IF's L, MyFloor's t; not in the file); "
+                        "T = ceil(log2(L + 1))")
+    p.add_argument("--mean", type=_floats, metavar="M[,M,M]",
+                   help="per-channel mean of the Normalize its images had (default: the reference loader's for "
+                        "cifar10/cifar100, none otherwise)")
+    p.add_argument("--std", type=_floats, metavar="S[,S,S]", help="per-channel std of that Normalize")
+    p.add_argument("-o", "--output", required=True, help="lava-deploy checkpoint to write")
+    p.set_defaults(func=_cmd_import_qcfs)
 
     p = verbs.add_parser("simulate", help="run an exported network on a dataset's test split",
                          parents=[with_data_dir])

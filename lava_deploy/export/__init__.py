@@ -8,6 +8,7 @@ import h5py
 
 from lava_deploy.check import fit_network
 from lava_deploy.convert import convert_model
+from lava_deploy.data import dequantize_input
 from lava_deploy.errors import DeployError
 from lava_deploy.export.nir_graph import to_nir
 from lava_deploy.files import atomic_output, check_output_file
@@ -17,6 +18,7 @@ from lava_deploy.network.reference import run_reference
 from lava_deploy.simulate import simulation_inputs
 from lava_deploy.simulate.nir_rate import read_nir, require_nir
 from lava_deploy.train.checkpoint import file_sha256, load_checkpoint
+from lava_deploy.train.trainer import evaluate
 
 
 #: Largest fall of test accuracy from the float network to the integer one that export accepts unasked.
@@ -24,12 +26,13 @@ MAX_ACCURACY_DROP = 0.05
 
 
 def export(checkpoint: str | Path, output: str | Path,
-           max_accuracy_drop: Optional[float] = MAX_ACCURACY_DROP) -> SpikingNetwork:
+           max_accuracy_drop: Optional[float] = MAX_ACCURACY_DROP, dataset: Optional[str] = None) -> SpikingNetwork:
     """Convert a trained checkpoint and write it as a netx HDF5 file (atomically).
 
     The file records the source checkpoint's SHA-256, the float QCFS test
-    accuracy measured at training and the integer reference's test accuracy
-    measured here, so the quantization loss travels with the model. Nothing
+    accuracy measured at training (measured here for an imported checkpoint,
+    which has none, or on another dataset) and the integer reference's test
+    accuracy measured here, so the quantization loss travels with the model. Nothing
     is written that the reader would refuse (chip ranges, 24-bit state) or
     whose integer accuracy collapses against the float one.
 
@@ -38,6 +41,8 @@ def export(checkpoint: str | Path, output: str | Path,
         output: the netx HDF5 file to write; its folder must exist, and it must not be the checkpoint.
         max_accuracy_drop: refuse a network whose integer test accuracy is lower than the float
             one by more than this (a fraction); None writes it anyway (for experiments).
+        dataset: the dataset spec whose test split measures the integer accuracy and which the file
+            records; None: the checkpoint's (an imported CIFAR model may record plain ``cifar10``).
 
     Returns:
         The converted network, as written.
@@ -47,36 +52,40 @@ def export(checkpoint: str | Path, output: str | Path,
             accuracy collapse (one line naming the layer or the figures).
     """
     check_output_file(output, inputs=[checkpoint])
-    network = convert_checkpoint(checkpoint, max_accuracy_drop)
+    network = convert_checkpoint(checkpoint, max_accuracy_drop, dataset)
     write_netx(network, output)
     return network
 
 
-def convert_checkpoint(checkpoint: str | Path,
-                       max_accuracy_drop: Optional[float] = MAX_ACCURACY_DROP) -> SpikingNetwork:
+def convert_checkpoint(checkpoint: str | Path, max_accuracy_drop: Optional[float] = MAX_ACCURACY_DROP,
+                       dataset: Optional[str] = None) -> SpikingNetwork:
     """The integer network of a checkpoint, with its provenance and measured test accuracies (see :func:`export`)."""
     model, info = load_checkpoint(checkpoint)
     metadata = {
-        "dataset": info.dataset,
+        "dataset": dataset or info.dataset,
         "model": info.model,
         "source_checkpoint": Path(checkpoint).name,
         "source_checkpoint_sha256": file_sha256(checkpoint),
         "float_test_accuracy": float(info.metrics.get("float_test_accuracy", float("nan"))),
     }
     network = convert_model(model, info.input_shape, info.input_bits, info.class_names, metadata)
-    codes, labels = simulation_inputs(network, info.dataset)
+    codes, labels = simulation_inputs(network, metadata["dataset"])
+    if "float_test_accuracy" not in info.metrics or metadata["dataset"] != info.dataset:
+        # an imported checkpoint records none: the float network measured on the same test samples
+        float_accuracy, _ = evaluate(model, dequantize_input(codes, info.input_bits), labels)
+        network.metadata["float_test_accuracy"] = float_accuracy
     integer = float((run_reference(network, codes).predictions == labels).mean())
     network.metadata["reference_test_accuracy"] = integer
-    drop = metadata["float_test_accuracy"] - integer
-    if max_accuracy_drop is not None and drop > max_accuracy_drop:      # NaN (no float figure) never refuses
+    drop = network.metadata["float_test_accuracy"] - integer
+    if max_accuracy_drop is not None and drop > max_accuracy_drop:
         raise DeployError(f"the integer network's test accuracy {integer:.4f} is {100 * drop:.1f} points below the "
-                          f"float network's {metadata['float_test_accuracy']:.4f} (more than "
+                          f"float network's {network.metadata['float_test_accuracy']:.4f} (more than "
                           f"{100 * max_accuracy_drop:.0f}): not written (--force writes it anyway)")
     return network
 
 
 def export_nir(model: str | Path, output: str | Path,
-               max_accuracy_drop: Optional[float] = MAX_ACCURACY_DROP) -> SpikingNetwork:
+               max_accuracy_drop: Optional[float] = MAX_ACCURACY_DROP, dataset: Optional[str] = None) -> SpikingNetwork:
     """Write a network as a NIR graph: the rate-coded reading of its integer weights (approximate; ``docs/nir.md``).
 
     The file is read back with NIR's own reader before it replaces ``output``,
@@ -87,6 +96,7 @@ def export_nir(model: str | Path, output: str | Path,
             exported netx file.
         output: the NIR (HDF5) file to write.
         max_accuracy_drop: for a checkpoint, as in :func:`export`.
+        dataset: for a checkpoint, as in :func:`export`.
 
     Returns:
         The integer network the graph was made from.
@@ -97,7 +107,7 @@ def export_nir(model: str | Path, output: str | Path,
     require_nir()
     import nir
     check_output_file(output, inputs=[model])
-    network = read_netx(model) if h5py.is_hdf5(model) else convert_checkpoint(model, max_accuracy_drop)
+    network = read_netx(model) if h5py.is_hdf5(model) else convert_checkpoint(model, max_accuracy_drop, dataset)
     graph = to_nir(network)
     with atomic_output(output) as tmp:
         nir.write(tmp, graph)

@@ -75,18 +75,7 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Sequential, ModelInfo]:
         DeployError: missing, unreadable, foreign or damaged file (one line).
     """
     path = Path(path)
-    if path.is_dir():
-        raise DeployError(f"checkpoint {path} is a folder, not a checkpoint file")
-    if not path.is_file():
-        raise DeployError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise DeployError(f"{path} holds objects other than plain data and tensors ({_first_line(exc)}); "
-                          "lava-deploy never unpickles them: save a state dict, or re-train with "
-                          "'lava-deploy train' / save_checkpoint") from None
-    except Exception as exc:  # torch raises many kinds for a damaged file
-        raise DeployError(f"cannot read checkpoint {path}: {_first_line(exc)}") from None
+    payload = read_plain_file(path, "save a state dict, or re-train with 'lava-deploy train' / save_checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DeployError(f"{path} is not a lava-deploy checkpoint (train one with 'lava-deploy train')")
     if payload.get("version") != VERSION:
@@ -108,6 +97,29 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Sequential, ModelInfo]:
     except Exception as exc:
         raise DeployError(f"checkpoint {path} is damaged: {_first_line(exc)}") from None
     return model.eval(), info
+
+
+def read_plain_file(path: Path, advice: str) -> object:
+    """What ``torch.save`` wrote into ``path``, read as plain data and tensors only (``weights_only=True``).
+
+    Args:
+        path: the file.
+        advice: what to do instead, for a file that holds other objects.
+
+    Raises:
+        DeployError: a missing or unreadable file, or one that holds objects other than plain data (one line).
+    """
+    if path.is_dir():
+        raise DeployError(f"checkpoint {path} is a folder, not a checkpoint file")
+    if not path.is_file():
+        raise DeployError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise DeployError(f"{path} holds objects other than plain data and tensors ({_first_line(exc)}); "
+                          f"lava-deploy never unpickles them: {advice}") from None
+    except Exception as exc:  # torch raises many kinds for a damaged file
+        raise DeployError(f"cannot read checkpoint {path}: {_first_line(exc)}") from None
 
 
 def _model_info(data: object) -> ModelInfo:
