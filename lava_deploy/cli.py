@@ -22,6 +22,7 @@ from lava_deploy.data.fetch import SOURCES, fetch
 from lava_deploy.errors import DeployError
 from lava_deploy.export import MAX_ACCURACY_DROP, export, export_nir, format_info, info
 from lava_deploy.files import check_output_file
+from lava_deploy.network import BIT_SERIAL, ENCODINGS
 from lava_deploy.simulate import BACKENDS, load_network, simulate, simulate_spikes, write_predictions
 from lava_deploy.train.import_qcfs import ARCHITECTURES, import_qcfs
 from lava_deploy.train.trainer import TrainConfig, train
@@ -78,13 +79,15 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_export(args: argparse.Namespace) -> None:
 
     if args.format == "nir":
+        if args.encoding != BIT_SERIAL:
+            raise DeployError("--encoding applies to netx files: a NIR graph holds the rate-coded reading")
         network = export_nir(args.checkpoint, args.output,
                              max_accuracy_drop=None if args.force else MAX_ACCURACY_DROP, dataset=args.dataset)
         print(f"NIR graph (rate-coded reading, approximate: docs/nir.md) of {len(network.layers)} layers "
               f"-> {args.output}")
         return
     network = export(args.checkpoint, args.output, max_accuracy_drop=None if args.force else MAX_ACCURACY_DROP,
-                     dataset=args.dataset)
+                     dataset=args.dataset, encoding=args.encoding)
     meta = network.metadata
     print(f"float QCFS test accuracy: {meta['float_test_accuracy']:.4f}  "
           f"integer reference test accuracy: {meta['reference_test_accuracy']:.4f}  -> {args.output}")
@@ -249,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "below the float network's (for experiments)")
     p.add_argument("--dataset", help="dataset spec to measure the integer test accuracy on (default: the "
                    "checkpoint's); it is recorded in the file")
+    p.add_argument("--encoding", default=BIT_SERIAL, choices=ENCODINGS, type=_one_of("encoding", ENCODINGS),
+                   help="netx: how codes travel: bit-serial (T binary spikes per code, a new sample every T steps) or "
+                        "graded (one graded spike per code, one step per layer, a new sample every step); the "
+                        "same integers and logits either way")
     p.set_defaults(func=_cmd_export)
 
     p = verbs.add_parser("import-qcfs", help="read a state dict saved by the QCFS authors' code (IF or MyFloor "

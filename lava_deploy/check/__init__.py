@@ -85,19 +85,21 @@ def format_check(result: CheckResult) -> str:
     lines += [f"  [{f.severity}] " + (f"layer {f.layer}: " if f.layer is not None else "") + f.message
               for f in fit.findings]
     if result.energy is not None:
-        lines += ["", *_energy_lines(result.energy, result.dataset)]
+        lines += ["", *_energy_lines(result.energy, result.dataset, fit.limits)]
     lines += ["", "deployable as is" if fit.deployable else "NOT deployable as is:"]
     lines += [f"  - {p}" for p in fit.problems]
     return "\n".join(lines)
 
 
-def _energy_lines(energy: EnergyEstimate, dataset: Optional[str]) -> list[str]:
+def _energy_lines(energy: EnergyEstimate, dataset: Optional[str], limits: CoreLimits) -> list[str]:
     a, c = energy.activity, energy.costs
     return [
         f"energy and latency per sample ({a.samples} {dataset} test samples, integer reference counts):",
-        f"  time steps: {a.steps_per_sample} per sample pipelined, latency {a.latency_steps} steps",
+        f"  time steps: {a.steps_per_sample} per sample pipelined ({a.encoding}), latency {a.latency_steps} steps",
         f"  spikes: {a.spikes:.1f} ({a.input_spikes:.1f} input digits + "
         f"{' + '.join(f'{s:.1f}' for s in a.spikes_per_layer)} hidden)",
+        f"  payload bits per spike: input {a.payload_bits[0]}, hidden "
+        f"{', '.join(str(b) for b in a.payload_bits[1:]) or '-'} (1: binary; limit {limits.message_bits})",
         f"  synaptic operations: {a.synaptic_ops:.0f} x {c.synaptic_op_pj} pJ = {energy.synaptic_nj:.1f} nJ",
         f"  neuron updates: {a.neuron_updates} x {c.neuron_update_pj} pJ = {energy.neuron_nj:.1f} nJ",
         f"  spike messages: {a.spikes:.0f} x {c.spike_pj} pJ = {energy.spike_nj:.2f} nJ",

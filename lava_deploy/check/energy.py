@@ -4,7 +4,9 @@ The counts are exact for the samples simulated: input and hidden spikes come
 from the integer reference (spike for spike what Lava and the chip run), and
 every spike is charged one synaptic operation per synapse it reaches, computed
 per neuron from the layer's geometry (a conv neuron near the border reaches
-fewer). The energies per operation are published figures (see
+fewer). Bit-serial, a code sends one binary spike per 1-bit; graded, one
+graded spike per non-zero code, whatever its payload, each again one
+synaptic operation per synapse reached. The energies per operation are published figures (see
 :mod:`lava_deploy.check.limits`); the ANN beside it is the same network run
 densely, one multiply-accumulate per synapse.
 """
@@ -16,7 +18,7 @@ import numpy as np
 
 from lava_deploy.check.limits import LOIHI_ENERGY, EnergyCosts
 from lava_deploy.network import INPUT, SpikingNetwork, encode_input_digits
-from lava_deploy.network.reference import popcount, run_reference
+from lava_deploy.network.reference import run_reference
 
 
 @dataclass
@@ -26,11 +28,14 @@ class Activity:
     Attributes:
         samples: how many samples were simulated.
         input_spikes: non-zero input digits (each one graded spike).
-        spikes_per_layer: spikes of each hidden layer.
+        spikes_per_layer: spikes of each hidden layer (binary, or graded: one per non-zero code).
         synaptic_ops_per_layer: synaptic operations into each layer (spikes x synapses reached).
-        neuron_updates: neuron state updates: every neuron, every step, T steps per pipelined sample.
+        neuron_updates: neuron state updates: every neuron, every step, T steps per pipelined sample
+            bit-serial, one graded.
         macs: multiply-accumulates of the same network as a dense ANN.
         steps_per_sample, latency_steps: the pipeline's time steps.
+        encoding: ``bit-serial`` or ``graded``.
+        payload_bits: bits each spike carries, the input's first, then each hidden layer's (1: binary).
     """
 
     samples: int
@@ -41,6 +46,8 @@ class Activity:
     macs: int
     steps_per_sample: int
     latency_steps: int
+    encoding: str
+    payload_bits: list[int]
 
     @property
     def synaptic_ops(self) -> float:
@@ -57,22 +64,24 @@ def measure_activity(network: SpikingNetwork, codes: np.ndarray) -> Activity:
     """Count spikes, synaptic operations, neuron updates and ANN MACs for input codes ``(N, C, H, W)``.
 
     Every spike is charged one synaptic operation per synapse it reaches on every edge out of its node
-    (each synapse kind's :meth:`~lava_deploy.network.Synapse.fan_out_map`).
+    (each synapse kind's :meth:`~lava_deploy.network.Synapse.fan_out_map`); the spikes a code makes are
+    its neuron kind's count (:meth:`~lava_deploy.network.Neuron.messages`).
     """
     codes = np.asarray(codes, dtype=np.int64)
-    n, T = len(codes), network.time_steps
-    digits = encode_input_digits(codes, network.input_bits, T)
+    n, steps = len(codes), network.steps_per_sample
+    digits = encode_input_digits(codes, network.input_bits, steps)
     per_neuron = {INPUT: (digits != 0).sum(axis=(0, 1)) / n}                # input spikes per position
     reference = run_reference(network, codes)
-    per_neuron.update({i: popcount(c).sum(axis=0) / n for i, c in enumerate(reference.codes)})  # one per 1-bit
+    per_neuron.update({i: m.sum(axis=0) / n for i, m in enumerate(reference.messages(network))})
     synops = [sum(float((per_neuron[edge.source] * edge.synapse.fan_out_map()).sum()) for edge in layer.inputs)
               for layer in network.layers]
     neurons = sum(layer.num_neurons for layer in network.layers)
     return Activity(samples=n, input_spikes=float(per_neuron[INPUT].sum()),
                     spikes_per_layer=[float(per_neuron[i].sum()) for i in range(len(reference.codes))],
-                    synaptic_ops_per_layer=synops, neuron_updates=neurons * T,
+                    synaptic_ops_per_layer=synops, neuron_updates=neurons * steps,
                     macs=sum(layer.num_neurons * layer.fan_in for layer in network.layers),
-                    steps_per_sample=network.steps_per_sample, latency_steps=network.latency_steps)
+                    steps_per_sample=steps, latency_steps=network.latency_steps, encoding=network.encoding,
+                    payload_bits=[network.message_bits(source) for source in (INPUT, *range(len(reference.codes)))])
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 from lava_deploy.check.limits import LOIHI2, CoreLimits
 from lava_deploy.chip import WEIGHT_MANTISSA_MAX, WEIGHT_MANTISSA_MIN
-from lava_deploy.network import Layer, SpikingNetwork
+from lava_deploy.network import INPUT, Layer, SpikingNetwork
 
 
 @dataclass
@@ -168,7 +168,8 @@ def _input_axon_cap(layer: Layer, limits: CoreLimits, upper: int) -> int:
 
 
 def lint(network: SpikingNetwork, limits: CoreLimits = LOIHI2) -> list[Finding]:
-    """Fixed-point checks: 24-bit headroom, weight mantissa and exponent ranges, message bits, threshold."""
+    """Fixed-point checks: 24-bit headroom, weight mantissa and exponent ranges, threshold, and the payload
+    bits of every graded spike (input digits, graded codes) against the message limit."""
     findings = []
     state_max = 1 << (limits.state_bits - 1)
     for i, (layer, spare) in enumerate(zip(network.layers, network.headroom())):
@@ -189,13 +190,18 @@ def lint(network: SpikingNetwork, limits: CoreLimits = LOIHI2) -> list[Finding]:
         if not layer.is_readout and layer.threshold(network.time_steps) >= state_max:
             findings.append(Finding("error", i, f"threshold {layer.threshold(network.time_steps)} does not fit "
                                                 f"the {limits.state_bits}-bit state"))
-    digit_bits = network.input_digit_bits
-    if digit_bits > limits.message_bits:
-        findings.append(Finding("error", 0, f"input digits of {digit_bits} bits exceed "
-                                            f"{limits.message_bits}-bit graded spikes"))
-    else:
-        kind = "binary spikes" if digit_bits == 1 else f"{digit_bits}-bit graded spikes"
-        findings.append(Finding("ok", 0, f"input arrives as {kind}"))
+    for source in (INPUT, *range(len(network.layers) - 1)):        # payload bits of every node that sends
+        bits, what = network.message_bits(source), "input digits" if source == INPUT else "codes"
+        layer = 0 if source == INPUT else source
+        if bits > limits.message_bits:
+            findings.append(Finding("error", layer, f"{what} of {bits} bits exceed {limits.message_bits}-bit "
+                                                    "graded spikes"))
+        elif source == INPUT:
+            kind = "binary spikes" if bits == 1 else f"{bits}-bit graded spikes"
+            findings.append(Finding("ok", 0, f"input arrives as {kind}"))
+        elif bits > 1:
+            findings.append(Finding("ok", layer, f"codes leave as {bits}-bit graded spikes, one per non-zero code "
+                                                 f"(payload limit {limits.message_bits} bits)"))
     findings.append(Finding("ok", len(network.layers) - 1, "logits leave as graded spikes within the "
                                                            f"{limits.message_bits}-bit payload (headroom above)"))
     return findings

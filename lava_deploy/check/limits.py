@@ -65,10 +65,13 @@ class EnergyCosts:
     """Energy per operation, in picojoules.
 
     Attributes:
-        synaptic_op_pj: one synaptic operation (a spike meeting one synapse), 23.6 pJ [davies2018].
+        synaptic_op_pj: one synaptic operation (a spike meeting one synapse), 23.6 pJ [davies2018]. A
+            graded spike's operation (weight times payload) is charged the same: no figure is published for
+            it, so graded estimates assume it costs what a binary one does.
         neuron_update_pj: one neuron's state update in one time step (active), 52 pJ [davies2018].
         spike_pj: one spike message within a tile, 1.7 pJ [davies2018]; hops between
-            tiles cost 3.0 to 4.2 pJ more each and are not counted (a lower bound).
+            tiles cost 3.0 to 4.2 pJ more each and are not counted (a lower bound). A graded
+            spike's message is charged the same (an assumption, as above).
         mac_fp32_pj: one 32-bit float multiply-accumulate (3.7 + 0.9 pJ) [horowitz2014].
         mac_int8_pj: one 8-bit integer multiply-accumulate (0.2 + 0.03 pJ) [horowitz2014].
 

@@ -39,7 +39,8 @@ class Comparison:
 
     @property
     def spike_agreement(self) -> Optional[float]:
-        """Fraction of identical spikes (and silences) over all layers, samples and steps (None: not recorded)."""
+        """Fraction of identical spikes (and silences) over all layers, samples and steps (None: not recorded);
+        graded, of identical payloads."""
         if self.lava.spikes is None:
             return None
         same = sum(int((r == s).sum()) for r, s in zip(self.reference.spikes, self.lava.spikes))
@@ -52,6 +53,7 @@ class Comparison:
         return {
             "samples": len(self.reference.labels),
             "time_steps": self.network.time_steps,
+            "encoding": self.network.encoding,
             "accuracy": {name: r.accuracy for name, r in backends.items()},
             "float_test_accuracy": self.network.metadata.get("float_test_accuracy"),
             "prediction_agreement": self.prediction_agreement,
@@ -79,7 +81,7 @@ class Comparison:
         lines.append(f"{'spike agreement':<{width}}  " + (f"{spikes:>10.6f}" if spikes is not None else
                                                            f"{'not recorded on ' + self.lava.backend:>10}"))
         lines.append(f"{'identical logits':<{width}}  {s['logit_agreement']:>10.4f}")
-        lines.append(f"samples: {s['samples']}, T = {s['time_steps']}")
+        lines.append(f"samples: {s['samples']}, T = {s['time_steps']}, {s['encoding']} spikes")
         return "\n".join(lines)
 
 

@@ -50,7 +50,8 @@ def plot_raster(network: SpikingNetwork, spikes: Sequence[np.ndarray], sample: i
     """Raster of one sample's spikes: every hidden neuron (rows, grouped by layer) over time steps.
 
     Time is the pipelined network's own: layer l emits sample n's bits during
-    the T steps after it finished accumulating them.
+    the T steps after it finished accumulating them (graded: its payloads in the
+    step that accumulated them).
     """
     plt = _pyplot()
     T = network.time_steps
@@ -58,15 +59,15 @@ def plot_raster(network: SpikingNetwork, spikes: Sequence[np.ndarray], sample: i
     offset = 0
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for layer, train in enumerate(spikes):
-        s = train[sample].reshape(T, -1)               # (T, neurons)
+        s = train[sample].reshape(network.steps_per_sample, -1)      # (steps, neurons)
         steps, neurons = np.nonzero(s)
-        start = network.accumulate_start(layer) + T     # first emit step of sample 0
+        start = network.emit_start(layer)                            # first emit step of sample 0
         ax.scatter(start + steps, offset + neurons, s=4, marker="|", color=colors[layer % len(colors)],
                    label=f"layer {layer + 1} ({s.shape[1]} neurons)")
         offset += s.shape[1]
     ax.set_xlabel("time step (after the first input spike)")
     ax.set_ylabel("neuron (stacked by layer)")
-    ax.set_title(f"Spike raster of test sample {sample}, T = {T}")
+    ax.set_title(f"Spike raster of test sample {sample}, T = {T}, {network.encoding}")
     ax.legend(loc="upper left", fontsize=7, markerscale=3)
     fig.tight_layout()
     _save(plt, fig, path)

@@ -12,7 +12,7 @@ from lava_deploy.data import dequantize_input
 from lava_deploy.errors import DeployError
 from lava_deploy.export.nir_graph import to_nir
 from lava_deploy.files import atomic_output, check_output_file
-from lava_deploy.network import INPUT, SpikingNetwork
+from lava_deploy.network import BIT_SERIAL, INPUT, SpikingNetwork
 from lava_deploy.network.netx import read_netx, write_netx
 from lava_deploy.network.reference import run_reference
 from lava_deploy.simulate import simulation_inputs
@@ -26,7 +26,8 @@ MAX_ACCURACY_DROP = 0.05
 
 
 def export(checkpoint: str | Path, output: str | Path,
-           max_accuracy_drop: Optional[float] = MAX_ACCURACY_DROP, dataset: Optional[str] = None) -> SpikingNetwork:
+           max_accuracy_drop: Optional[float] = MAX_ACCURACY_DROP, dataset: Optional[str] = None,
+           encoding: str = BIT_SERIAL) -> SpikingNetwork:
     """Convert a trained checkpoint and write it as a netx HDF5 file (atomically).
 
     The file records the source checkpoint's SHA-256, the float QCFS test
@@ -43,6 +44,8 @@ def export(checkpoint: str | Path, output: str | Path,
             one by more than this (a fraction); None writes it anyway (for experiments).
         dataset: the dataset spec whose test split measures the integer accuracy and which the file
             records; None: the checkpoint's (an imported CIFAR model may record plain ``cifar10``).
+        encoding: how the spiking network sends its codes: ``bit-serial`` (T binary spikes per code) or
+            ``graded`` (one graded spike per code, one step per layer); the integers are the same.
 
     Returns:
         The converted network, as written.
@@ -52,7 +55,7 @@ def export(checkpoint: str | Path, output: str | Path,
             accuracy collapse (one line naming the layer or the figures).
     """
     check_output_file(output, inputs=[checkpoint])
-    network = convert_checkpoint(checkpoint, max_accuracy_drop, dataset)
+    network = convert_checkpoint(checkpoint, max_accuracy_drop, dataset).with_encoding(encoding)
     write_netx(network, output)
     return network
 
@@ -128,6 +131,7 @@ def info(network: SpikingNetwork | str | Path) -> dict:
     fit = fit_network(network)
     return {
         "time_steps": network.time_steps,
+        "encoding": network.encoding,
         "input": {"shape": list(network.input_shape), "bits": network.input_bits,
                   "digit_bits": network.input_digit_bits,
                   "encoding": "graded digit planes" if network.input_digit_bits > 1 else "binary bit planes"},
@@ -176,11 +180,17 @@ def format_info(summary: dict) -> str:
                      f"{str(row['headroom_bits']) + ' bits':>8}"
                      + (f"  + layer {row['skip_from']}" if row["skip_from"] is not None else ""))
     inp = summary["input"]
-    lines += ["", f"T = {summary['time_steps']} time steps per sample (pipelined: steps per sample "
-                  f"{summary['steps_per_sample']}, latency {summary['latency_steps']} steps)",
-              f"input: {inp['shape']}, {inp['bits']}-bit codes as {summary['time_steps']} {inp['encoding']} "
-              f"of {inp['digit_bits']} bit(s), most significant first",
-              f"neurons: {summary['neurons']}, synaptic connections: {summary['synapses']}"]
+    pace = (f"pipelined: steps per sample {summary['steps_per_sample']}, latency {summary['latency_steps']} "
+            "steps")
+    if summary["encoding"] == BIT_SERIAL:
+        lines += ["", f"T = {summary['time_steps']} time steps per sample ({pace})",
+                  f"input: {inp['shape']}, {inp['bits']}-bit codes as {summary['time_steps']} {inp['encoding']} "
+                  f"of {inp['digit_bits']} bit(s), most significant first"]
+    else:
+        lines += ["", f"T = {summary['time_steps']} bits per code, each code one {summary['encoding']} spike "
+                      f"({pace})",
+                  f"input: {inp['shape']}, {inp['bits']}-bit codes as one {summary['encoding']} spike each"]
+    lines.append(f"neurons: {summary['neurons']}, synaptic connections: {summary['synapses']}")
     loihi2 = summary["loihi2"]
     verdict = "deployable as is" if loihi2["deployable"] else "NOT deployable: " + "; ".join(loihi2["problems"])
     lines.append(f"Loihi 2 (estimate, see lava-deploy check): {loihi2['cores']} neurocore(s) on {loihi2['chips']} "

@@ -7,7 +7,9 @@ its neuron model. A synapse kind (dense, conv) and a neuron kind
 (accumulate-then-emit, readout) each own their arithmetic, their netx keys,
 their Lava construction and their costs; registering a new class is all the
 rest of the package needs (see ``docs/architecture.md``). Timing is derived
-from the graph: a layer's depth is one more than its deepest source.
+from the graph: a layer's depth is one more than its deepest source; the pace
+is the spike encoding's (``ENCODINGS``: bit-serial sends a code as T binary
+spikes, graded as one graded spike).
 
 Integers only, so the reference, the netx file and every backend read the
 same numbers. No Lava import here: backends import Lava inside their methods.
@@ -15,7 +17,7 @@ same numbers. No Lava import here: backends import Lava inside their methods.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 import numpy as np
@@ -32,6 +34,10 @@ INPUT = -1
 
 SYNAPSE_KINDS: dict[str, type["Synapse"]] = {}
 NEURON_KINDS: dict[str, type["Neuron"]] = {}
+#: Spike encoding -> the neuron kind of a hidden layer in a network of that encoding.
+ENCODINGS: dict[str, type["Neuron"]] = {}
+#: The encoding of a network that names none: each code as T binary spikes, most significant first.
+BIT_SERIAL = "bit-serial"
 
 
 def register_synapse(cls: type["Synapse"]) -> type["Synapse"]:
@@ -41,8 +47,11 @@ def register_synapse(cls: type["Synapse"]) -> type["Synapse"]:
 
 
 def register_neuron(cls: type["Neuron"]) -> type["Neuron"]:
-    """Class decorator: make a neuron kind known to the file reader and every backend by its ``kind``."""
+    """Class decorator: make a neuron kind known to the file reader and every backend by its ``kind``, and,
+    when it sends spikes, the hidden kind of its ``encoding``."""
     NEURON_KINDS[cls.kind] = cls
+    if cls.encoding is not None:
+        ENCODINGS[cls.encoding] = cls
     return cls
 
 
@@ -118,10 +127,14 @@ class Neuron(ABC):
 
     Attributes:
         scale_exp: F, with scale S = 2**F: a potential u stands for u / S.
+        encoding: the spike encoding a layer of this kind sends its codes in (a key of ``ENCODINGS``); None
+            for a kind that sends no spikes (the readout), which fits every encoding. A kind with an encoding
+            also sets the network's pace: ``steps_per_sample`` and ``emit_delay``.
     """
 
     kind: ClassVar[str]
     is_readout: ClassVar[bool] = False
+    encoding: ClassVar[Optional[str]] = None
     scale_exp: int
 
     @property
@@ -139,7 +152,26 @@ class Neuron(ABC):
 
     @abstractmethod
     def spikes(self, potential: "torch.Tensor", time_steps: int) -> "torch.Tensor":
-        """Spike level: the ``(T, *potential.shape)`` spikes emitted from accumulated potentials."""
+        """Spike level: the ``(steps, *potential.shape)`` messages emitted from accumulated potentials, one
+        per step of the encoding's sample (binary spikes, or graded payloads)."""
+
+    @classmethod
+    def steps_per_sample(cls, time_steps: int) -> int:
+        """Steps in which a layer of this kind sends one sample's codes (and its successor accumulates them)."""
+        raise TypeError(f"a {cls.kind} layer sends no spikes")
+
+    @classmethod
+    def emit_delay(cls, time_steps: int) -> int:
+        """Steps from a layer's first accumulation step of a sample to its first message of that sample."""
+        raise TypeError(f"a {cls.kind} layer sends no spikes")
+
+    def message_bits(self, time_steps: int) -> int:
+        """Bits of the payload each message carries (1: binary spikes)."""
+        raise TypeError(f"a {self.kind} layer sends no spikes")
+
+    def messages(self, codes: np.ndarray) -> np.ndarray:
+        """Messages a neuron sends per sample for each of its codes (what synaptic operations are charged by)."""
+        raise TypeError(f"a {self.kind} layer sends no spikes")
 
     @abstractmethod
     def netx_keys(self, time_steps: int) -> dict[str, int]:
@@ -176,7 +208,7 @@ class Layer:
             ``(C,)``, or one per neuron ``(C, H, W)`` (a first layer whose folded input normalization meets
             zero padding).
         accumulate_shift: bits that arrive per time step on every edge (the input's digit bits for a
-            layer fed by the input, else 1 for binary spikes).
+            layer fed by the input, else the bits of its sources' messages: 1 for binary spikes).
     """
 
     inputs: list[Edge]
@@ -232,11 +264,13 @@ class SpikingNetwork:
 
     Attributes:
         layers: the nodes after the input; every edge comes from the input or an earlier layer.
-        time_steps: T, bits per activation code and steps per sample.
+        time_steps: T, bits per activation code (and steps per sample when bit-serial).
         input_bits: T_in, bits of the input image codes (pixel = k / (2**T_in - 1)).
         input_shape: ``(C, H, W)`` of the image.
         class_names: label names, index = class.
         metadata: free-form provenance (dataset, checkpoint hash, accuracies).
+        encoding: how codes travel (a key of ``ENCODINGS``): ``bit-serial``, T binary spikes per code, or
+            ``graded``, one graded spike per code; the hidden layers' neuron kind is the encoding's.
     """
 
     layers: list[Layer]
@@ -245,6 +279,14 @@ class SpikingNetwork:
     input_shape: tuple[int, int, int]
     class_names: list[str]
     metadata: dict = field(default_factory=dict)
+    encoding: str = BIT_SERIAL
+
+    @property
+    def emitter(self) -> type[Neuron]:
+        """The neuron kind of the hidden layers: the encoding's, which sets the pipeline's pace."""
+        if self.encoding not in ENCODINGS:
+            raise DeployError(f"unknown spike encoding '{self.encoding}' (known: {', '.join(ENCODINGS)})")
+        return ENCODINGS[self.encoding]
 
     @property
     def input_levels(self) -> int:
@@ -253,8 +295,12 @@ class SpikingNetwork:
 
     @property
     def input_digit_bits(self) -> int:
-        """Bits per input digit plane, so that T planes carry all T_in bits."""
-        return -(-self.input_bits // self.time_steps)
+        """Bits per input digit plane, so that the planes of one sample carry all T_in bits."""
+        return -(-self.input_bits // self.steps_per_sample)
+
+    def message_bits(self, source: int) -> int:
+        """Bits a node sends per step: the input's digit bits, or a layer's message payload."""
+        return self.input_digit_bits if source == INPUT else self.layers[source].neuron.message_bits(self.time_steps)
 
     def source_levels(self, source: int) -> int:
         """Largest code a node sends: the input's top code, or a layer's top level."""
@@ -268,22 +314,31 @@ class SpikingNetwork:
         """Neuron layers on the longest path from the input to layer ``index``, itself included."""
         return 1 + max(0 if edge.source == INPUT else self.depth(edge.source) for edge in self.layers[index].inputs)
 
-    def accumulate_start(self, index: int) -> int:
-        """Step offset, after the input's first digit, at which layer ``index`` accumulates sample 0.
+    @property
+    def layer_steps(self) -> int:
+        """Steps between the starts of two successive layers: the emit delay plus the synapse's one step.
 
-        Each layer accumulates T steps, then emits T steps while the next one
-        accumulates, and every synapse adds one step of delay: T + 1 per layer.
+        Bit-serial: a layer accumulates T steps, then emits T steps while the next one accumulates (T + 1).
+        Graded: a layer sends its code at the end of its one accumulation step (1).
         """
-        return 1 + (self.depth(index) - 1) * (self.time_steps + 1)
+        return self.emitter.emit_delay(self.time_steps) + 1
+
+    def accumulate_start(self, index: int) -> int:
+        """Step offset, after the input's first digit, at which layer ``index`` accumulates sample 0."""
+        return 1 + (self.depth(index) - 1) * self.layer_steps
+
+    def emit_start(self, index: int) -> int:
+        """Step offset, after the input's first digit, of hidden layer ``index``'s first message of sample 0."""
+        return self.accumulate_start(index) + self.emitter.emit_delay(self.time_steps)
 
     def edge_delay(self, index: int, edge: Edge) -> int:
         """Steps an edge into layer ``index`` must hold its spikes so that every edge carries one sample.
 
         A source's spikes reach the layer right after it when that layer
-        accumulates; each layer deeper adds T + 1 steps.
+        accumulates; each layer deeper adds :attr:`layer_steps`.
         """
         source_depth = 0 if edge.source == INPUT else self.depth(edge.source)
-        return (self.depth(index) - source_depth - 1) * (self.time_steps + 1)
+        return (self.depth(index) - source_depth - 1) * self.layer_steps
 
     def consumers(self, source: int) -> list[tuple[int, Edge]]:
         """(layer index, edge) of every edge that carries ``source``'s output."""
@@ -319,13 +374,27 @@ class SpikingNetwork:
 
     @property
     def steps_per_sample(self) -> int:
-        """A pipelined network takes a new sample every T steps."""
-        return self.time_steps
+        """A pipelined network takes a new sample every T steps (bit-serial) or every step (graded)."""
+        return self.emitter.steps_per_sample(self.time_steps)
 
     @property
     def latency_steps(self) -> int:
-        """Steps from a sample's first input digit to its logits: (depth) * (T + 1)."""
-        return self.depth(len(self.layers) - 1) * (self.time_steps + 1)
+        """Steps from a sample's first input digit to its logits, both included: depth (T + 1) bit-serial,
+        depth + 1 graded."""
+        return self.accumulate_start(len(self.layers) - 1) + self.steps_per_sample
+
+    def with_encoding(self, encoding: str) -> "SpikingNetwork":
+        """The same integer network with its codes sent in ``encoding``: every hidden layer's neuron becomes
+        the encoding's kind (same parameters), every accumulate shift the bits its sources then send."""
+        network = SpikingNetwork([], self.time_steps, self.input_bits, self.input_shape, list(self.class_names),
+                                 dict(self.metadata), encoding)
+        kind = network.emitter
+        for layer in self.layers:
+            neuron = layer.neuron if layer.is_readout else kind(**{f.name: getattr(layer.neuron, f.name)
+                                                                  for f in fields(kind)})
+            network.layers.append(Layer(list(layer.inputs), neuron, layer.bias))
+            network.layers[-1].accumulate_shift = network.message_bits(layer.inputs[0].source)
+        return network
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
@@ -333,14 +402,15 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def encode_input_digits(codes: np.ndarray, input_bits: int, time_steps: int) -> np.ndarray:
-    """Split input codes into T digit planes, most significant first.
+def encode_input_digits(codes: np.ndarray, input_bits: int, steps: int) -> np.ndarray:
+    """Split input codes into digit planes, one per step of a sample (T bit-serial, 1 graded), most
+    significant first.
 
-    Each plane carries ``ceil(T_in / T)`` bits, so plane j holds
-    ``(k >> (m * (T-1-j))) & (2**m - 1)``; with T_in <= T these are plain binary
-    bit-plane spikes. Returns shape ``(T, *codes.shape)``.
+    Each plane carries ``m = ceil(T_in / steps)`` bits, so plane j holds
+    ``(k >> (m * (steps-1-j))) & (2**m - 1)``; with T_in <= steps these are plain
+    binary bit-plane spikes, with one step the whole code. Returns shape ``(steps, *codes.shape)``.
     """
-    shift = -(-input_bits // time_steps)
+    shift = -(-input_bits // steps)
     mask = (1 << shift) - 1
     codes = np.asarray(codes, dtype=np.int64)
-    return np.stack([(codes >> (shift * (time_steps - 1 - j))) & mask for j in range(time_steps)])
+    return np.stack([(codes >> (shift * (steps - 1 - j))) & mask for j in range(steps)])

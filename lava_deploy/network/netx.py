@@ -7,12 +7,12 @@ docs/netx-format.md for every key):
     layer/i            type = a synapse kind ('conv' | 'dense') or 'flatten'; the
                        synapse's keys (its class writes and reads them), bias
     layer/i/neuron     type='ACCEMIT', timeSteps, levels, scaleExp, vThMant,
-                       accumulateShift, phase, readout
+                       accumulateShift, phase, readout; gradedSpike=1 (graded files)
     layer/i/skip       (residual shortcut, optional) a conv synapse's keys and
                        source (the layer/j it comes from), delay
-    simulation         Ts=1, tSample=T
+    simulation         Ts=1, tSample=steps per sample (T bit-serial, 1 graded)
     lava_deploy        attrs: formatVersion, timeSteps, inputBits, classNames,
-                       inputShape, metadata (JSON)
+                       inputShape, metadata (JSON), encoding (format 2)
 
 netx describes chains: each layer's main synapse comes from the layer group
 before it; further edges into a layer are ``skip`` groups. No Lava import:
@@ -30,10 +30,13 @@ import numpy as np
 from lava_deploy import chip
 from lava_deploy.errors import DeployError
 from lava_deploy.files import atomic_output
-from lava_deploy.network.graph import INPUT, NEURON_KINDS, SYNAPSE_KINDS, Edge, Layer, SpikingNetwork
+from lava_deploy.network.graph import (BIT_SERIAL, ENCODINGS, INPUT, NEURON_KINDS, SYNAPSE_KINDS, Edge, Layer,
+                                       SpikingNetwork)
 from lava_deploy.network.validate import validate_network
 
-FORMAT_VERSION = 1
+#: The newest format this module reads. Format 2 added the ``encoding`` attribute (graded spikes); a file
+#: is written in the oldest format that holds it, so bit-serial files stay format 1 for older readers.
+FORMAT_VERSION = 2
 #: Our accumulate-then-emit neuron's type name in ``layer/i/neuron/type`` (netx stores S10 strings).
 NEURON_TYPE = "ACCEMIT"
 #: Largest array a file may make the reader allocate (bytes), and the most elements a non-weight key may hold.
@@ -67,7 +70,7 @@ def write_netx(network: SpikingNetwork, path: str | Path) -> None:
 
 
 def _write(f: h5py.File, network: SpikingNetwork) -> None:
-    T = network.time_steps
+    T, bit_serial = network.time_steps, network.encoding == BIT_SERIAL
     group = f.create_group("layer/0")
     group.create_dataset("type", data=_type("input"))
     group.create_dataset("shape", data=np.array(network.input_shape))
@@ -105,14 +108,17 @@ def _write(f: h5py.File, network: SpikingNetwork) -> None:
             skip.create_dataset("delay", data=network.edge_delay(i, edge))
         index += 1
     f.create_dataset("simulation/Ts", data=1)
-    f.create_dataset("simulation/tSample", data=T)
+    f.create_dataset("simulation/tSample", data=network.steps_per_sample)
     meta = f.create_group("lava_deploy")
+    planes = "T digit planes of digitBits bits, MSB first" if bit_serial else "one graded spike of inputBits bits"
     meta.attrs.update({
-        "formatVersion": FORMAT_VERSION, "timeSteps": T, "inputBits": network.input_bits,
+        "formatVersion": 1 if bit_serial else FORMAT_VERSION, "timeSteps": T, "inputBits": network.input_bits,
         "inputShape": np.array(network.input_shape), "classNames": json.dumps(list(network.class_names)),
-        "inputEncoding": "pixel = k / (2**inputBits - 1), no mean/std; T digit planes of digitBits bits, MSB first",
+        "inputEncoding": f"pixel = k / (2**inputBits - 1), no mean/std; {planes}",
         "metadata": json.dumps(network.metadata),
     })
+    if not bit_serial:
+        meta.attrs["encoding"] = network.encoding
 
 
 class _Reader:
@@ -303,13 +309,16 @@ def _read(r: _Reader, f: h5py.File) -> SpikingNetwork:
     input_shape = tuple(int(s) for s in r.integers(layers_group["0"], "shape", "layer/0", (3,)))
     if min(input_shape) < 1 or max(input_shape) > _MAX_SIDE or np.prod(input_shape) > _MAX_NEURONS:
         raise r.fail("layer/0", f"'shape' {input_shape} outside 1..{_MAX_SIDE} per axis")
-    network = SpikingNetwork([], T, input_bits, input_shape, class_names, metadata)
+    encoding = r.attribute("encoding", str) if version >= 2 else BIT_SERIAL
+    if encoding not in ENCODINGS:
+        raise r.fail("lava_deploy", f"unknown encoding '{encoding}' (known: {', '.join(ENCODINGS)})")
+    network = SpikingNetwork([], T, input_bits, input_shape, class_names, metadata, encoding)
     for key, want in (("inputBits", input_bits), ("digitBits", network.input_digit_bits)):
         if r.scalar(layers_group["0"], key, "layer/0") != want:
             raise r.fail("layer/0", f"'{key}' is not {want} (lava_deploy's inputBits {input_bits}, T = {T})")
     if "simulation" not in f or not isinstance(f["simulation"], h5py.Group):
         raise r.fail("simulation", "missing group")
-    for key, want in (("Ts", 1), ("tSample", T)):      # netx's own keys: one step per time step, T per sample
+    for key, want in (("Ts", 1), ("tSample", network.steps_per_sample)):   # netx's keys: steps per step, per sample
         if r.scalar(f["simulation"], key, "simulation") != want:
             raise r.fail("simulation", f"'{key}' is not {want}")
     shape_attr = f["lava_deploy"].attrs.get("inputShape")
@@ -381,7 +390,9 @@ def _read_layer(r: _Reader, group: h5py.Group, where: str, network: SpikingNetwo
     p = {k: r.scalar(neuron, k, nwhere, low, high) for k, (low, high) in {
         "timeSteps": (T, T), "readout": (0, 1), "levels": (0, (1 << T) - 1), "scaleExp": (0, chip.STATE_BITS - 1),
         "vThMant": (1, chip.STATE_LIMIT), "accumulateShift": (1, chip.INPUT_BITS_MAX), "phase": (0, 1 << 31)}.items()}
-    model = NEURON_KINDS["readout" if p["readout"] else "accumulate-emit"].from_netx(p)
+    model = (NEURON_KINDS["readout"] if p["readout"] else network.emitter).from_netx(p)
+    graded = r.scalar(neuron, "gradedSpike", nwhere, 0, 1) if "gradedSpike" in neuron else 0
+    expected_graded = model.netx_keys(T).get("gradedSpike", 0)
     layer = Layer([main], model, bias, accumulate_shift=p["accumulateShift"])
     index = len(network.layers)
     network.layers.append(layer)        # in place while its timing is derived from the graph
@@ -390,9 +401,11 @@ def _read_layer(r: _Reader, group: h5py.Group, where: str, network: SpikingNetwo
                   "scaleExp": (layer.is_readout or p["scaleExp"] >= T - 1, f"below T - 1 = {T - 1}"),
                   "vThMant": (p["vThMant"] == layer.threshold(T),
                               f"is not 2**(T-1) * 2**scaleExp = {layer.threshold(T)}"),
-                  "accumulateShift": (p["accumulateShift"] == (network.input_digit_bits if main.source == INPUT
-                                                               else 1), "is not the bits per input digit "
-                                                                        "(layer 1) or 1"),
+                  "accumulateShift": (p["accumulateShift"] == network.message_bits(main.source),
+                                      f"is not the {network.message_bits(main.source)} bit(s) its source sends "
+                                      "per step"),
+                  "gradedSpike": (graded == expected_graded, f"is {graded}, not {expected_graded} (a {model.kind} "
+                                                             f"layer of a {network.encoding} network)"),
                   "phase": (p["phase"] == network.accumulate_start(index),
                             f"is not the pipeline offset {network.accumulate_start(index)}")}
     finally:

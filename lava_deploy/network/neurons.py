@@ -8,11 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from lava_deploy import chip
 from lava_deploy.errors import DeployError
-from lava_deploy.network.graph import Neuron, register_neuron
+from lava_deploy.network.graph import BIT_SERIAL, Neuron, register_neuron
+
+
+def popcount(codes: np.ndarray) -> np.ndarray:
+    """The 1-bits of each code: the spikes a bit-serial neuron sends for it."""
+    codes = codes.astype(np.int64)
+    count = np.zeros_like(codes)
+    while codes.any():
+        count += codes & 1
+        codes = codes >> 1
+    return count
 
 
 @register_neuron
@@ -25,6 +36,7 @@ class AccumulateEmit(Neuron):
     """
 
     kind = "accumulate-emit"
+    encoding = BIT_SERIAL
     levels: int = 1
 
     @property
@@ -50,6 +62,24 @@ class AccumulateEmit(Neuron):
             u = u - s * theta_j
             out.append(s)
         return torch.stack(out)
+
+    @classmethod
+    def steps_per_sample(cls, time_steps: int) -> int:
+        """T: one binary spike per bit."""
+        return time_steps
+
+    @classmethod
+    def emit_delay(cls, time_steps: int) -> int:
+        """T: the emit phase follows the T accumulation steps."""
+        return time_steps
+
+    def message_bits(self, time_steps: int) -> int:
+        """Binary spikes: 1."""
+        return 1
+
+    def messages(self, codes: np.ndarray) -> np.ndarray:
+        """One spike per 1-bit of the code."""
+        return popcount(codes)
 
     def netx_keys(self, time_steps: int) -> dict[str, int]:
         """``levels``, ``scaleExp``, ``vThMant`` (CUBA's name for the threshold) and ``readout`` = 0."""

@@ -29,7 +29,8 @@ class ReferenceResult:
     Attributes:
         logits: int64 ``(N, classes)``, the readout layer's potentials.
         codes: per hidden layer, int64 ``(N, C, H, W)`` activation codes.
-        spikes: per hidden layer, bool ``(N, T, C, H, W)`` (spike mode only).
+        spikes: per hidden layer, ``(N, steps, C, H, W)`` messages (spike mode only): bool spikes
+            ``(N, T, ...)`` bit-serial, uint8 payloads ``(N, 1, ...)`` graded.
     """
 
     logits: np.ndarray
@@ -41,18 +42,10 @@ class ReferenceResult:
         """argmax of the logits (first index on ties, as every backend does)."""
         return self.logits.argmax(axis=1)
 
-    def spikes_per_layer(self) -> np.ndarray:
-        """Mean spikes per sample in each hidden layer (popcount of the codes)."""
-        return np.array([popcount(c).reshape(len(c), -1).sum(axis=1).mean() for c in self.codes])
-
-
-def popcount(codes: np.ndarray) -> np.ndarray:
-    codes = codes.astype(np.int64)
-    count = np.zeros_like(codes)
-    while codes.any():
-        count += codes & 1
-        codes = codes >> 1
-    return count
+    def messages(self, network: SpikingNetwork) -> list[np.ndarray]:
+        """Per hidden layer, the messages (spikes) each neuron sent per sample, ``(N, C, H, W)``: the 1-bits
+        of its code when bit-serial, one for a non-zero code when graded (the neuron kind's count)."""
+        return [layer.neuron.messages(c) for layer, c in zip(network.layers, self.codes)]
 
 
 def run_reference(network: SpikingNetwork, input_codes: np.ndarray, spikes: bool = False,
@@ -102,23 +95,25 @@ def _run_codes(network: SpikingNetwork, codes: np.ndarray, single: bool) -> Refe
 
 
 def _run_spikes(network: SpikingNetwork, codes: np.ndarray, single: bool) -> ReferenceResult:
-    """Spike level: every layer accumulates T planes (Horner), adds its bias, then emits T bit planes."""
-    T, dtype = network.time_steps, torch.float32 if single else torch.float64
-    planes = {INPUT: torch.from_numpy(encode_input_digits(codes, network.input_bits, T)).to(dtype)}
+    """Spike level: every layer accumulates a sample's planes (Horner), adds its bias, then emits its messages:
+    T bit planes bit-serial, one graded payload graded."""
+    T, steps, dtype = network.time_steps, network.steps_per_sample, torch.float32 if single else torch.float64
+    planes = {INPUT: torch.from_numpy(encode_input_digits(codes, network.input_bits, steps)).to(dtype)}
     hidden, spike_trains = [], []
     for i, layer in enumerate(network.layers):
         # Accumulate phase: u <- 2^m u + sum of w s_j over the edges, most significant plane first; every
         # edge's plane j of the same sample arrives in the same step (the edges' delays align them).
         u = torch.zeros((len(codes), *layer.output_shape), dtype=dtype)
-        for j in range(T):
+        for j in range(steps):
             u = u * float(1 << layer.accumulate_shift) + sum(edge.synapse.current(planes[edge.source][j], single)
                                                             for edge in layer.inputs)
         u = u + _bias(layer, dtype)
         if layer.is_readout:
             logits = layer.neuron.codes(u)
             break
-        s = layer.neuron.spikes(u, T)                                  # (T, N, C, H, W)
-        weights = torch.tensor([1 << (T - 1 - j) for j in range(T)], dtype=dtype)
+        s = layer.neuron.spikes(u, T)                                  # (steps, N, C, H, W)
+        bits = layer.neuron.message_bits(T)         # the code from its messages, most significant first
+        weights = torch.tensor([1 << (bits * (steps - 1 - j)) for j in range(steps)], dtype=dtype)
         hidden.append((s.to(dtype) * weights.view(-1, 1, 1, 1, 1)).sum(0).to(torch.int64).numpy())
         spike_trains.append(s.transpose(0, 1).numpy())
         planes[i] = s.to(dtype)

@@ -12,7 +12,8 @@ def validate_network(network: SpikingNetwork) -> None:
     """Refuse an integer network that Loihi's fixed point cannot run exactly.
 
     The graph must be well formed (edges from the input or earlier layers,
-    shapes that meet, one readout at the end), weight mantissas on the 8-bit
+    shapes that meet, one readout at the end, hidden neurons of the network's
+    spike encoding, accumulate shifts of the bits their sources send), weight mantissas on the 8-bit
     grid, weight exponents in the file's range, thresholds and clamps inside
     the 24-bit state, T and input bits in range, and no membrane potential
     may leave the 24-bit state for any input (:meth:`SpikingNetwork.headroom_bits`).
@@ -23,6 +24,7 @@ def validate_network(network: SpikingNetwork) -> None:
         DeployError: one line naming the layer and the value at fault.
     """
     T = network.time_steps
+    emitter = network.emitter       # an unknown encoding fails here, in one line
     if not chip.TIME_STEPS_MIN <= T <= chip.TIME_STEPS_MAX:
         raise DeployError(f"T = {T} time steps outside {chip.TIME_STEPS_MIN}..{chip.TIME_STEPS_MAX}")
     if not chip.INPUT_BITS_MIN <= network.input_bits <= chip.INPUT_BITS_MAX:
@@ -40,13 +42,12 @@ def validate_network(network: SpikingNetwork) -> None:
         if layer.bias.shape not in ((layer.output_shape[0],), tuple(layer.output_shape)):
             raise DeployError(f"{where}: bias of shape {layer.bias.shape} for neurons {tuple(layer.output_shape)}: "
                               "need one per channel or one per neuron")
+        if not layer.is_readout and layer.neuron.encoding != network.encoding:
+            raise DeployError(f"{where}: a {layer.neuron.kind} neuron in a {network.encoding} network (its hidden "
+                              f"layers are {emitter.kind})")
         from_input = {edge.source == INPUT for edge in layer.inputs}
         if len(from_input) > 1:
             raise DeployError(f"{where}: edges from the input and from layers carry different bits per step")
-        shift = network.input_digit_bits if from_input == {True} else 1
-        if layer.accumulate_shift != shift:
-            raise DeployError(f"{where}: accumulate shift {layer.accumulate_shift} is not the {shift} bit(s) "
-                              "its sources send per step")
         for k, edge in enumerate(layer.inputs):
             what = f"{where}: " + ("shortcut " if k else "")
             if edge.source != INPUT and not 0 <= edge.source < i:
@@ -67,6 +68,10 @@ def validate_network(network: SpikingNetwork) -> None:
                                   or (mantissa % 2).any()):
                 raise DeployError(f"{what}weight mantissas are not even integers in "
                                   f"[{chip.WEIGHT_MANTISSA_MIN}, {chip.WEIGHT_MANTISSA_MAX}]")
+        shift = network.message_bits(layer.inputs[0].source)
+        if layer.accumulate_shift != shift:
+            raise DeployError(f"{where}: accumulate shift {layer.accumulate_shift} is not the {shift} bit(s) "
+                              "its sources send per step")
         layer.neuron.validate(T, where)
         spare = network.headroom_bits(i)
         if spare < 0:

@@ -71,5 +71,6 @@ def get_backend(name: str) -> Backend:
 
 
 def spikes_per_layer(spikes: list[np.ndarray]) -> list[float]:
-    """Mean spikes per sample in each layer of ``(N, ...)`` spike records."""
-    return [float(s.reshape(len(s), -1).sum(axis=1).mean()) for s in spikes]
+    """Mean spikes per sample in each layer of ``(N, ...)`` spike records (a graded spike is one, whatever its
+    payload)."""
+    return [float((s != 0).reshape(len(s), -1).sum(axis=1).mean()) for s in spikes]

@@ -7,14 +7,15 @@ from typing import Callable, Optional
 import numpy as np
 
 from lava_deploy.network import SpikingNetwork
-from lava_deploy.network.reference import popcount, run_reference
+from lava_deploy.network.reference import run_reference
 from lava_deploy.simulate.backend import Backend, register_backend
 from lava_deploy.simulate.result import SimulationResult
 
 
 @register_backend
 class ReferenceBackend(Backend):
-    """What every other backend must reproduce, spike for spike; spikes per layer are the codes' 1-bits."""
+    """What every other backend must reproduce, spike for spike; spikes per layer are the messages the codes make
+    (their 1-bits bit-serial, their non-zero codes graded)."""
 
     name = "reference"
 
@@ -24,6 +25,6 @@ class ReferenceBackend(Backend):
         start = time.perf_counter()
         ref = run_reference(network, codes, spikes=record_spikes, progress=progress)
         wall = time.perf_counter() - start
-        spikes = [float(popcount(c).reshape(len(c), -1).sum(axis=1).mean()) for c in ref.codes]
+        spikes = [float(m.reshape(len(m), -1).sum(axis=1).mean()) for m in ref.messages(network)]
         return SimulationResult(self.name, ref.logits, labels, spikes, network.steps_per_sample,
                                 network.latency_steps, wall, ref.spikes)

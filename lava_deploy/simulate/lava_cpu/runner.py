@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Optional
 import h5py
 import numpy as np
 
-from lava_deploy.network import SpikingNetwork
+from lava_deploy.network import BIT_SERIAL, SpikingNetwork
 from lava_deploy.errors import DeployError
 from lava_deploy.network.netx import write_netx
 
@@ -69,16 +69,17 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
              fast_conv: bool = True, schedule: str = "pipelined", timeout_s: Optional[float] = None,
              progress: Optional[Callable[[int], None]] = None, loihi2: bool = False,
              partition: Optional[str] = None) -> LavaResult:
-    """Stream ``codes`` through the network on Lava (fixed_pt), one new sample every T steps.
+    """Stream ``codes`` through the network on Lava (fixed_pt), one new sample every T steps (graded: every step).
 
     Args:
         network: the integer network.
         codes: input codes (N, C, H, W).
         labels: labels (N,), carried through the network beside the spikes.
-        record_spikes: keep every hidden-layer spike, (N, T, C, H, W) bool per layer.
+        record_spikes: keep every hidden-layer spike, (N, T, C, H, W) bool per layer (graded: (N, 1, C, H, W)
+            uint8 payloads).
         fast_conv: run Conv with this package's vectorized bit-exact model instead of lava-nc's
             (which is 100x slower and requires weight exponent 0).
-        schedule: ``pipelined`` (a new sample every T steps) or ``reset`` (one sample per run, every neuron
+        schedule: ``pipelined`` (a new sample every T steps, or every step graded) or ``reset`` (one sample per run, every neuron
             reset in between: the usual loop, kept as the baseline the pipeline is measured against).
         timeout_s: give up (and clean up) after this long; default scales with the steps.
         progress: called with the number of newly finished samples.
@@ -94,11 +95,14 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
         if any(len(layer.inputs) > 1 for layer in network.layers):
             raise DeployError("residual shortcuts are not mapped onto Loihi 2 yet (their spike delay is a CPU "
                               "process): use --backend lava-cpu")
+        if network.encoding != BIT_SERIAL:
+            raise DeployError(f"{network.encoding} networks are not mapped onto Loihi 2 yet (their neuron has no "
+                              "NeuroCore model to look for): use --backend lava-cpu")
         record_spikes, schedule = False, "pipelined"
     codes = np.asarray(codes, dtype=np.int64)
-    n, T = len(codes), network.time_steps
+    n, pace = len(codes), network.steps_per_sample
     per_run = network.accumulate_start(len(network.layers) - 1)
-    steps = per_run + n * T if schedule == "pipelined" else (per_run + T) * n
+    steps = per_run + n * pace if schedule == "pipelined" else (per_run + pace) * n
     timeout_s = timeout_s if timeout_s is not None else _STARTUP_S + _PER_STEP_S * steps
     start = time.perf_counter()
     with _job_folder() as job:
@@ -109,7 +113,7 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
         outputs = {"logits": ((n, network.layers[-1].num_neurons), np.int64), "labels": ((n,), np.int64),
                    "progress": ((1,), np.int64)}
         if record_spikes:
-            outputs.update({f"spikes_{i}": ((n, T, layer.num_neurons), np.uint8) for i, layer in enumerate(hidden)})
+            outputs.update({f"spikes_{i}": ((n, pace, layer.num_neurons), np.uint8) for i, layer in enumerate(hidden)})
         for name, (shape, dtype) in outputs.items():
             np.lib.format.open_memmap(job / f"{name}.npy", mode="w+", dtype=dtype, shape=shape).flush()
         (job / "job.json").write_text(json.dumps({"kind": "loihi2" if loihi2 else "accumulate-emit",
@@ -119,11 +123,13 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
         done = json.loads((job / "done.json").read_text())
         spikes = None
         if record_spikes:
-            spikes = [np.load(job / f"spikes_{i}.npy").astype(bool).reshape(n, T, *layer.output_shape)
+            # binary spikes as bool, graded payloads as the uint8 codes they are (the reference's layouts)
+            kind = bool if network.encoding == BIT_SERIAL else np.uint8
+            spikes = [np.load(job / f"spikes_{i}.npy").astype(kind).reshape(n, pace, *layer.output_shape)
                       for i, layer in enumerate(hidden)]
         result = LavaResult(logits=np.load(job / "logits.npy"), labels=np.load(job / "labels.npy"), spikes=spikes,
                             steps_run=done["steps_run"], latency_steps=network.latency_steps,
-                            steps_per_sample=T if schedule == "pipelined" else done["steps_run"] // n,
+                            steps_per_sample=pace if schedule == "pipelined" else done["steps_run"] // n,
                             run_seconds=done["run_seconds"], wall_seconds=0.0)
     result.wall_seconds = time.perf_counter() - start
     return result

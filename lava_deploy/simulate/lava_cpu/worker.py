@@ -29,12 +29,12 @@ from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc.conv.process import Conv
 
 from lava_deploy.errors import DeployError
-from lava_deploy.network import INPUT, Edge, SpikingNetwork
+from lava_deploy.network import INPUT, Edge, GradedEmit as GradedNeuron, SpikingNetwork
 from lava_deploy.network.netx import read_netx
 from lava_deploy.simulate.loihi2 import hardware_run_config
 from lava_deploy.simulate.lava_cpu.process.models import PyConvModelFast
-from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, DigitSource, LogitSink, SpikeDelay,
-                                                           SpikeRecorder, SpikeReplay)
+from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, DigitSource, GradedEmit, LogitSink,
+                                                           SpikeDelay, SpikeRecorder, SpikeReplay)
 
 
 #: prctl(2) option asking Linux for a signal when the parent process dies.
@@ -140,7 +140,7 @@ class LavaNetwork:
     """The built processes, and the steps that stream ``samples`` samples through them."""
 
     source: DigitSource
-    neurons: list[AccumulateEmit]
+    neurons: list[AccumulateEmit | GradedEmit]
     sink: LogitSink
     steps: int
 
@@ -150,8 +150,7 @@ class LavaNetwork:
             process.stream_origin.set(np.array([origin]))
             process.first_sample.set(np.array([first_sample]))
         for neuron in self.neurons:
-            neuron.u.set(np.zeros(neuron.u.shape))
-            neuron.v.set(np.zeros(neuron.v.shape))
+            neuron.clear_state()
 
 
 def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
@@ -164,12 +163,13 @@ def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
     the host's source and sink reach them through lava-loihi's embedded I/O
     adapters; nothing is recorded.
     """
-    T, errors = network.time_steps, str(job / "errors")
+    steps, errors = network.steps_per_sample, str(job / "errors")
     first = network.layers[0].synapse
     stream_length = num_samples if stream_length is None else stream_length
     input_shape = first.lava_shape(network.input_shape)
     source = DigitSource(shape=input_shape, codes_path=str(job / "input_codes.npy"),
-                         labels_path=str(job / "input_labels.npy"), time_steps=T, digit_bits=network.input_digit_bits,
+                         labels_path=str(job / "input_labels.npy"), time_steps=steps,
+                         digit_bits=network.input_digit_bits,
                          lava_order="whc" if len(input_shape) == 3 else "flat", stream_length=stream_length,
                          error_dir=errors, name="input")
     ports = {INPUT: source.s_out}
@@ -180,19 +180,14 @@ def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
         ports[INPUT], record = adapter.out, False
     neurons = []
     for i, layer in enumerate(network.layers):
-        shape = layer.synapse.lava_shape(layer.output_shape)
-        neuron = AccumulateEmit(
-            shape=shape, bias=layer.neuron_bias.transpose().reshape(shape), vth=layer.threshold(T),
-            clamp=layer.levels << layer.neuron.scale_exp, time_steps=T, accumulate_shift=layer.accumulate_shift,
-            first_step=1 + network.accumulate_start(i), readout=layer.is_readout, num_samples=num_samples,
-            record_path=str(job / f"spikes_{i}.npy") if record and not layer.is_readout else None,
-            error_dir=errors, name=f"layer {i} ({layer.synapse.kind})")
+        neuron = _neuron(network, i, num_samples, errors,
+                         str(job / f"spikes_{i}.npy") if record and not layer.is_readout else None)
         for edge in layer.inputs:
             _connect(network, i, edge, ports[edge.source], neuron, errors)
         neurons.append(neuron)
         ports[i] = neuron.s_out
     readout_step = 1 + network.accumulate_start(len(network.layers) - 1)     # Lava counts steps from 1
-    sink = LogitSink(num_classes=network.layers[-1].num_neurons, first_step=readout_step, time_steps=T,
+    sink = LogitSink(num_classes=network.layers[-1].num_neurons, first_step=readout_step, time_steps=steps,
                      num_samples=num_samples, out_dir=str(job), error_dir=errors, name="output")
     port = ports[len(network.layers) - 1]
     if hardware:        # the logits leave the chip as 24-bit graded spikes
@@ -201,12 +196,30 @@ def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
         port = adapter.out
     port.connect(sink.a_in)
     source.label_out.connect(sink.label_in)
-    return LavaNetwork(source, neurons, sink, readout_step + stream_length * T - 1)
+    return LavaNetwork(source, neurons, sink, readout_step + stream_length * steps - 1)
+
+
+def _neuron(network: SpikingNetwork, index: int, num_samples: int, error_dir: str,
+            record_path: Optional[str]) -> AccumulateEmit | GradedEmit:
+    """Layer ``index``'s neurons as the Lava process of their kind: graded, or accumulate-emit (the readout too)."""
+    layer = network.layers[index]
+    shape = layer.synapse.lava_shape(layer.output_shape)
+    common = dict(shape=shape, bias=layer.neuron_bias.transpose().reshape(shape),
+                  first_step=1 + network.accumulate_start(index),
+                  num_samples=num_samples, record_path=record_path, error_dir=error_dir,
+                  name=f"layer {index} ({layer.synapse.kind})")
+    if isinstance(layer.neuron, GradedNeuron):
+        return GradedEmit(scale_exp=layer.neuron.scale_exp, levels=layer.levels, **common)
+    return AccumulateEmit(vth=layer.threshold(network.time_steps), clamp=layer.levels << layer.neuron.scale_exp,
+                          time_steps=network.steps_per_sample, accumulate_shift=layer.accumulate_shift,
+                          readout=layer.is_readout, **common)
 
 
 def _message_bits(network: SpikingNetwork, source: int) -> int:
-    """Graded payload bits on a node's spikes: the input's digit bits when they are more than one, else binary."""
-    return network.input_digit_bits if source == INPUT and network.input_digit_bits > 1 else 0
+    """Lava's ``num_message_bits`` for a node's spikes: its payload bits when they are more than one, else 0
+    (binary)."""
+    bits = network.message_bits(source)
+    return bits if bits > 1 else 0
 
 
 def _connect(network: SpikingNetwork, index: int, edge: Edge, port, neuron: AccumulateEmit, error_dir: str) -> None:

@@ -19,8 +19,8 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.conv.process import Conv
 
-from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, DigitSource, LogitSink, SpikeDelay,
-                                                           SpikeRecorder, SpikeReplay)
+from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, DigitSource, GradedEmit, LogitSink,
+                                                           SpikeDelay, SpikeRecorder, SpikeReplay)
 
 #: Loihi's state and message width.
 STATE_MIN, STATE_MAX = -(1 << 23), (1 << 23) - 1
@@ -63,15 +63,12 @@ def _stream_step(model: PyLoihiProcessModel) -> int:
     return model.time_step - int(model.stream_origin[0])
 
 
-class _AccumulateEmitModel(PyLoihiProcessModel):
-    """The neuron's dynamics; subclasses fix the number type."""
+class _NeuronModel(PyLoihiProcessModel):
+    """What both neuron models share: the stream's first step, the 24-bit check, the spike record."""
 
     def __init__(self, proc_params):
         super().__init__(proc_params)
-        self.T = proc_params["time_steps"]
-        self.shift = proc_params["accumulate_shift"]
         self.first_step = proc_params["first_step"]
-        self.readout = proc_params["readout"]
         self.num_samples = proc_params["num_samples"]
         self.record_path = proc_params.get("record_path")
         self.record = None
@@ -81,6 +78,28 @@ class _AccumulateEmitModel(PyLoihiProcessModel):
         if x.size and (x.min() < STATE_MIN or x.max() > STATE_MAX):
             raise OverflowError(f"membrane potential {int(x.max()) if x.max() > STATE_MAX else int(x.min())} "
                                 "outside Loihi's 24-bit state")
+
+    def _record(self, sent: np.ndarray, sample: int, j: int) -> None:
+        """Keep what was sent in step j of the stream's ``sample`` (negative: not yet a sample of it)."""
+        if self.record_path is None or sample < 0:
+            return
+        sample += int(self.first_sample[0])
+        if sample >= self.num_samples:
+            return
+        if self.record is None:
+            self.record = _mapped(self.record_path, writable=True)
+        # Lava's (W, H, C) order to PyTorch's (C, H, W), the reference's layout.
+        self.record[sample, j] = sent.transpose().reshape(-1)
+
+
+class _AccumulateEmitModel(_NeuronModel):
+    """The neuron's dynamics; subclasses fix the number type."""
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.T = proc_params["time_steps"]
+        self.shift = proc_params["accumulate_shift"]
+        self.readout = proc_params["readout"]
 
     @_reports_errors
     def run_spk(self) -> None:
@@ -96,7 +115,7 @@ class _AccumulateEmitModel(PyLoihiProcessModel):
             fired = self.v >= theta
             self.v = self.v - fired * theta
             spikes[:] = fired
-            self._record(fired, t)
+            self._record(fired, *divmod(t - self.first_step - self.T, self.T))
         self.u = self.u * (1 << self.shift) + a_in
         self.check_range(self.u)
         if step == self.T - 1:      # accumulation complete: move the sample to the emit register
@@ -108,18 +127,6 @@ class _AccumulateEmitModel(PyLoihiProcessModel):
                 self.v = np.minimum(self.u, self.clamp[0])
             self.u = np.zeros_like(self.u)
         self.s_out.send(spikes)
-
-    def _record(self, fired: np.ndarray, t: int) -> None:
-        sample, j = divmod(t - self.first_step - self.T, self.T)
-        if self.record_path is None or sample < 0:      # emitting nothing of this stream yet
-            return
-        sample += int(self.first_sample[0])
-        if sample >= self.num_samples:
-            return
-        if self.record is None:
-            self.record = _mapped(self.record_path, writable=True)
-        # Lava's (W, H, C) order to PyTorch's (C, H, W), the reference's layout.
-        self.record[sample, j] = fired.transpose().reshape(-1)
 
 
 @_cpu_model(AccumulateEmit, "bit_accurate_loihi", "fixed_pt")
@@ -150,6 +157,32 @@ class PyAccumulateEmitModelFloat(_AccumulateEmitModel):
     clamp: np.ndarray = LavaPyType(np.ndarray, float)
     stream_origin: np.ndarray = LavaPyType(np.ndarray, np.int64)
     first_sample: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+
+@_cpu_model(GradedEmit, "bit_accurate_loihi", "fixed_pt")
+class PyGradedEmitModelFixed(_NeuronModel):
+    """Bit-accurate model: the code of ``a_in + bias`` as the payload, floor by an arithmetic right shift,
+    24-bit range checked every step. (No float model: the worker runs fixed_pt.)"""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    scale_exp: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=5)
+    levels: np.ndarray = LavaPyType(np.ndarray, np.int64, precision=24)
+    stream_origin: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    first_sample: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    @_reports_errors
+    def run_spk(self) -> None:
+        a_in = self.a_in.recv()
+        t = _stream_step(self)
+        codes = np.zeros(self.bias.shape, np.int64)
+        if t >= self.first_step:        # before, nothing of the stream has reached this layer
+            u = a_in.astype(np.int64) + self.bias
+            self.check_range(u)
+            codes = np.clip(u >> int(self.scale_exp[0]), 0, int(self.levels[0]))
+            self._record(codes, t - self.first_step, 0)
+        self.s_out.send(codes)
 
 
 @_cpu_model(DigitSource, "fixed_pt", "floating_pt")

@@ -1,4 +1,4 @@
-"""Lava Processes of the spiking network: neuron, input source, logit sink.
+"""Lava Processes of the spiking network: neurons (bit-serial and graded), input source, logit sink.
 
 This folder holds Processes and their ProcessModels only: Lava's compiler
 imports every .py file beside a Process definition.
@@ -53,6 +53,45 @@ class AccumulateEmit(AbstractProcess):
         self.vth = Var(shape=(1,), init=vth)
         self.clamp = Var(shape=(1,), init=clamp)
         _add_stream_vars(self)
+
+    def clear_state(self) -> None:
+        """Empty both registers (the reset-per-sample loop, between runs)."""
+        self.u.set(np.zeros(self.u.shape))
+        self.v.set(np.zeros(self.v.shape))
+
+
+class GradedEmit(AbstractProcess):
+    """The graded neuron (docs/neuron.md, section 7): one step per sample, the code as one graded spike.
+
+    Each step from ``first_step`` on, ``u = a_in + bias`` (the sources' codes arrive whole), and the neuron
+    sends ``clip(u >> scale_exp, 0, levels)`` as its payload at the end of that step; zero is no spike.
+    Nothing is kept from one step to the next, so a new sample enters every step.
+
+    Args:
+        shape: neuron array shape (Lava order).
+        bias: integer bias per neuron (broadcast to ``shape``).
+        scale_exp: F: one code step is 2**F potential units.
+        levels: L, the largest code.
+        first_step: Lava time step (from 1) at which sample 0 arrives: the file's ``phase`` plus one.
+        num_samples: samples in the stream (payloads after it are not recorded).
+        record_path: .npy file (N, 1, neurons in PyTorch's (C, H, W) order) for every payload; None: none.
+        error_dir: folder where a failing model writes its error.
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], bias: np.ndarray, scale_exp: int, levels: int, first_step: int,
+                 num_samples: int, record_path: ty.Optional[str] = None, error_dir: ty.Optional[str] = None,
+                 name: ty.Optional[str] = None) -> None:
+        super().__init__(shape=shape, first_step=first_step, num_samples=num_samples, record_path=record_path,
+                         error_dir=error_dir, name=name)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.bias = Var(shape=shape, init=np.broadcast_to(bias, shape).copy())
+        self.scale_exp = Var(shape=(1,), init=scale_exp)
+        self.levels = Var(shape=(1,), init=levels)
+        _add_stream_vars(self)
+
+    def clear_state(self) -> None:
+        """Nothing to empty: no state outlives a step."""
 
 
 class DigitSource(AbstractProcess):
