@@ -1,0 +1,214 @@
+"""Graded spikes against bit-serial spikes on every shipped model, measured in one run.
+
+For each shipped model (netx_models/*/model.pt):
+
+1. ``lava-deploy export model.pt -o graded.net --encoding graded``: the same
+   checkpoint as a graded network. Its integers must equal the shipped
+   bit-serial file's (every weight, bias and neuron parameter), or the
+   benchmark stops.
+2. ``lava-deploy compare graded.net --samples 200 --json``, the command itself:
+   Lava against the reference, payload for payload (spike agreement) and
+   prediction for prediction.
+3. Lava samples per second, bit-serial against graded, on the same samples:
+   simulation time only (compilation and start-up excluded, the same for both),
+   best of ``--repeats`` alternating runs, spikes not recorded; every run's
+   logits must equal the reference's. The wall time of each call (start-up
+   included) is recorded beside it.
+4. Latency in steps, steps per sample, spikes, synaptic operations, neuron
+   updates and the estimated energy per sample (``lava-deploy check``'s counts
+   and published per-operation figures) for both encodings.
+
+The machine is shared: the load average is recorded before and after every
+Lava measurement, and the table says how loaded it was.
+
+    .venv/bin/python benchmarks/graded.py [--models digits-cnn-t3 ...] [--samples 200] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from lava_deploy.check import estimate_energy, measure_activity
+from lava_deploy.network import BIT_SERIAL, GRADED, SpikingNetwork
+from lava_deploy.network.reference import run_reference
+from lava_deploy.simulate import load_network, simulation_inputs
+from lava_deploy.simulate.lava_cpu.runner import run_lava
+from machine import machine_info
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).parent / "results"
+MODELS = sorted(p.parent.name for p in (ROOT / "netx_models").glob("*/model.pt"))
+#: Issue 17's target: graded Lava samples per second over bit-serial ones, at T = 3.
+TARGET_SPEEDUP = 2.5
+
+
+def _cli(*args: str) -> str:
+    """Run ``lava-deploy ARGS`` from this working tree and return its stdout (stop on failure)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "lava_deploy", *args], capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise SystemExit(f"lava-deploy {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _same_integers(a: SpikingNetwork, b: SpikingNetwork) -> bool:
+    """Every weight, bias and neuron parameter equal, edge for edge."""
+    if len(a.layers) != len(b.layers) or (a.time_steps, a.input_bits) != (b.time_steps, b.input_bits):
+        return False
+    for x, y in zip(a.layers, b.layers):
+        if (x.levels, x.neuron.scale_exp, len(x.inputs)) != (y.levels, y.neuron.scale_exp, len(y.inputs)) \
+                or not np.array_equal(x.bias, y.bias):
+            return False
+        if any(e.source != f.source or not np.array_equal(e.synapse.weight, f.synapse.weight)
+               for e, f in zip(x.inputs, y.inputs)):
+            return False
+    return True
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def speed(networks: dict[str, SpikingNetwork], codes: np.ndarray, labels: np.ndarray, repeats: int) -> dict:
+    """Lava simulation samples per second of each encoding, best of ``repeats`` alternating runs."""
+    expected = run_reference(networks[BIT_SERIAL], codes).logits
+    runs: dict[str, list[dict]] = {name: [] for name in networks}
+    for _ in range(repeats):
+        for name, network in networks.items():
+            before = _load()
+            result = run_lava(network, codes, labels, record_spikes=False)
+            if not np.array_equal(result.logits, expected):
+                raise SystemExit(f"Lava's {name} logits differ from the reference")
+            runs[name].append({"run_seconds": result.run_seconds, "wall_seconds": result.wall_seconds,
+                               "steps_run": result.steps_run, "load_before": before, "load_after": _load()})
+    out = {}
+    for name, measured in runs.items():
+        best = min(measured, key=lambda r: r["run_seconds"])
+        out[name] = {"samples_per_second": len(codes) / best["run_seconds"],
+                     "wall_samples_per_second": len(codes) / min(r["wall_seconds"] for r in measured),
+                     "seconds_per_step": best["run_seconds"] / best["steps_run"], "runs": measured}
+    out["speedup"] = out[GRADED]["samples_per_second"] / out[BIT_SERIAL]["samples_per_second"]
+    out["wall_speedup"] = out[GRADED]["wall_samples_per_second"] / out[BIT_SERIAL]["wall_samples_per_second"]
+    return out
+
+
+def activity(network: SpikingNetwork, codes: np.ndarray) -> dict:
+    """Steps, spikes, synaptic operations and energy per sample (the counts ``lava-deploy check`` reports)."""
+    estimate = estimate_energy(measure_activity(network, codes))
+    a = estimate.activity
+    return {"latency_steps": network.latency_steps, "steps_per_sample": network.steps_per_sample,
+            "spikes_per_sample": a.spikes, "synaptic_ops_per_sample": a.synaptic_ops,
+            "neuron_updates_per_sample": a.neuron_updates, "payload_bits": a.payload_bits,
+            "energy_nj": {"synaptic": estimate.synaptic_nj, "neuron_updates": estimate.neuron_nj,
+                          "spikes": estimate.spike_nj, "total": estimate.total_nj}}
+
+
+def measure(name: str, samples: int, repeats: int, folder: Path) -> dict:
+    """Every figure for one shipped model."""
+    shipped = load_network(ROOT / "netx_models" / name / "model.net")
+    path = folder / f"{name}-graded.net"
+    _cli("export", str(ROOT / "netx_models" / name / "model.pt"), "-o", str(path), "--encoding", GRADED)
+    graded = load_network(path)
+    if graded.encoding != GRADED or not _same_integers(shipped, graded):
+        raise SystemExit(f"{name}: the graded export's integers differ from the shipped file's")
+    compared = json.loads(_cli("compare", str(path), "--samples", str(samples), "--json", "--quiet"))
+    print(f"{name}: graded compare: spike agreement {compared['spike_agreement']}, prediction agreement "
+          f"{compared['prediction_agreement']}, logit agreement {compared['logit_agreement']}", flush=True)
+    codes, labels = simulation_inputs(shipped, shipped.metadata["dataset"], samples)
+    networks = {BIT_SERIAL: shipped, GRADED: graded}
+    row = {"model": name, "samples": len(labels), "time_steps": shipped.time_steps,
+           "compare_graded": {key: compared[key] for key in ("samples", "encoding", "accuracy", "spike_agreement",
+                                                              "prediction_agreement", "logit_agreement",
+                                                              "latency_steps", "steps_per_sample")},
+           "lava": speed(networks, codes, labels, repeats),
+           **{name_: activity(network, codes) for name_, network in networks.items()}}
+    lava = row["lava"]
+    print(f"{name}: Lava {lava[BIT_SERIAL]['samples_per_second']:.1f} samples/s bit-serial, "
+          f"{lava[GRADED]['samples_per_second']:.1f} graded ({lava['speedup']:.2f}x); latency "
+          f"{row[BIT_SERIAL]['latency_steps']} -> {row[GRADED]['latency_steps']} steps", flush=True)
+    return row
+
+
+def _verdict(value: float) -> str:
+    return f"{'met' if value >= TARGET_SPEEDUP else 'not met'} ({value:.2f}x; target >= {TARGET_SPEEDUP}x)"
+
+
+def write(report: dict) -> None:
+    """JSON and a markdown table."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "graded.json").write_text(json.dumps(report, indent=2))
+    machine = ", ".join(f"{k} {v}" for k, v in report["machine"].items())
+    loads = [x for r in report["rows"] for e in (BIT_SERIAL, GRADED) for run in r["lava"][e]["runs"]
+             for x in run["load_before"][:1] + run["load_after"][:1]]
+    b, g = BIT_SERIAL, GRADED
+    lines = ["# Graded spikes against bit-serial spikes (measured in one run)", "",
+             f"Machine: {machine}. Shared with other work: the 1-minute load average on its "
+             f"{report['machine']['cpu_count']} cores was {min(loads):.1f} to {max(loads):.1f} during the Lava runs "
+             "(each run's figures are in graded.json). Lava samples per second are simulation time only "
+             f"(compilation excluded), best of {report['repeats']} alternating runs, on the first "
+             f"{report['samples']} test samples; every run's logits equal the reference's.", "",
+             "## Graded export against the reference (`lava-deploy compare NET --samples "
+             f"{report['samples']} --json`)", "",
+             "| model | encoding | accuracy (Lava) | spike (payload) agreement | prediction agreement | "
+             "identical logits |", "|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        c = r["compare_graded"]
+        lines.append(f"| {r['model']} | {c['encoding']} | {c['accuracy']['lava_cpu']:.4f} | {c['spike_agreement']} | "
+                     f"{c['prediction_agreement']} | {c['logit_agreement']} |")
+    lines += ["", "## Speed and latency", "",
+              "| model | T | latency (steps) bit-serial / graded | steps per sample bit-serial / graded | "
+              "Lava samples/s bit-serial | Lava samples/s graded | graded / bit-serial | ms per step "
+              "bit-serial / graded | wall samples/s (start-up included) bit-serial / graded |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        lava = r["lava"]
+        lines.append(f"| {r['model']} | {r['time_steps']} | {r[b]['latency_steps']} / {r[g]['latency_steps']} | "
+                     f"{r[b]['steps_per_sample']} / {r[g]['steps_per_sample']} | "
+                     f"{lava[b]['samples_per_second']:.1f} | {lava[g]['samples_per_second']:.1f} | "
+                     f"{_verdict(lava['speedup'])} | {1e3 * lava[b]['seconds_per_step']:.2f} / "
+                     f"{1e3 * lava[g]['seconds_per_step']:.2f} | {lava[b]['wall_samples_per_second']:.1f} / "
+                     f"{lava[g]['wall_samples_per_second']:.1f} |")
+    lines += ["", "## Activity and estimated energy per sample", "",
+              "Counted by the integer reference on the same samples (`lava-deploy check`): a bit-serial code "
+              "sends one binary spike per 1-bit, a graded code one graded spike when it is not zero; each "
+              "spike is one synaptic operation per synapse it reaches. Energies are first-generation Loihi's "
+              "per-operation figures (docs/loihi2-resources.md); no figure is published for a graded "
+              "synaptic operation or message, so they are charged as binary ones (an assumption: the graded "
+              "column is a lower bound if a payload costs more).", "",
+              "| model | encoding | spikes | synaptic ops | neuron updates | payload bits (input, hidden) | "
+              "energy nJ (synaptic + neuron + spikes) |", "|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        for e in (b, g):
+            a = r[e]
+            nj = a["energy_nj"]
+            lines.append(f"| {r['model']} | {e} | {a['spikes_per_sample']:.1f} | {a['synaptic_ops_per_sample']:.0f} | "
+                         f"{a['neuron_updates_per_sample']} | {a['payload_bits'][0]}, "
+                         f"{'/'.join(str(x) for x in a['payload_bits'][1:])} | {nj['total']:.1f} "
+                         f"({nj['synaptic']:.1f} + {nj['neuron_updates']:.1f} + {nj['spikes']:.2f}) |")
+    (RESULTS / "graded.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating Lava runs per encoding (best counts)")
+    parser.add_argument("--from-json", action="store_true", help="only rewrite the table from the JSON")
+    args = parser.parse_args()
+    if args.from_json:
+        write(json.loads((RESULTS / "graded.json").read_text()))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [measure(name, args.samples, args.repeats, Path(tmp)) for name in args.models]
+    write({"rows": rows, "samples": args.samples, "repeats": args.repeats, "machine": machine_info()})
+
+
+if __name__ == "__main__":
+    main()
