@@ -205,9 +205,11 @@ def main() -> None:
     if args.from_json:
         write(json.loads((RESULTS / "graded.json").read_text()))
         return
+    report = {"rows": [], "samples": args.samples, "repeats": args.repeats, "machine": machine_info()}
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [measure(name, args.samples, args.repeats, Path(tmp)) for name in args.models]
-    write({"rows": rows, "samples": args.samples, "repeats": args.repeats, "machine": machine_info()})
+        for name in args.models:        # written after each model: a long run interrupted keeps what it measured
+            report["rows"].append(measure(name, args.samples, args.repeats, Path(tmp)))
+            write(report)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@ every spike is charged one synaptic operation per synapse it reaches, computed
 per neuron from the layer's geometry (a conv neuron near the border reaches
 fewer). Bit-serial, a code sends one binary spike per 1-bit; graded, one
 graded spike per non-zero code, whatever its payload, each again one
-synaptic operation per synapse reached. The energies per operation are published figures (see
-:mod:`lava_deploy.check.limits`); the ANN beside it is the same network run
-densely, one multiply-accumulate per synapse.
+synaptic operation per synapse reached. The energies per operation are
+published figures (see :mod:`lava_deploy.check.limits`); the ANN beside it
+is the same network run densely, one multiply-accumulate per synapse.
 """
 from __future__ import annotations
 

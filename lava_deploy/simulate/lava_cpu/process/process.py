@@ -26,7 +26,7 @@ class AccumulateEmit(AbstractProcess):
         bias: integer bias per neuron (broadcast to ``shape``).
         vth: threshold theta = 2**(T-1) * S.
         clamp: L * S; the potential is clamped to it before emitting.
-        time_steps: T.
+        time_steps: steps per sample: T (1 for the readout of a graded network).
         accumulate_shift: bits per input step (1 for binary spikes).
         first_step: Lava time step (Lava counts from 1) at which the neuron accumulates its stream's first
             sample: the netx file's ``phase`` (counted from 0 at the input's first digit) plus one.
@@ -95,7 +95,7 @@ class GradedEmit(AbstractProcess):
 
 
 class DigitSource(AbstractProcess):
-    """Streams input codes as T digit planes per sample, most significant first.
+    """Streams input codes as T digit planes per sample (one, whole, in a graded network), most significant first.
 
     Reads the codes from a .npy file inside its own model (no per-sample
     ``Var.set``), sends digit j of sample n at step ``1 + n T + j`` and each
@@ -105,7 +105,7 @@ class DigitSource(AbstractProcess):
         shape: output shape (Lava order).
         codes_path: .npy of int codes, (N, C, H, W).
         labels_path: .npy of int labels, (N,).
-        time_steps: T.
+        time_steps: steps (digit planes) per sample: T, or 1 graded.
         digit_bits: bits per digit plane (1: binary spikes).
         lava_order: "whc" to send (W, H, C) planes for a conv, "flat" for a dense layer.
 
@@ -133,7 +133,7 @@ class LogitSink(AbstractProcess):
         num_classes: readout neurons.
         first_step: the readout layer's first accumulation step (Lava's count, from 1); sample n's
             logits arrive at ``first_step + n T + T - 1``.
-        time_steps: T.
+        time_steps: steps per sample: T, or 1 graded.
         num_samples: N.
         out_dir: folder for logits.npy, labels.npy and progress.npy.
     """
