@@ -253,6 +253,7 @@ def test_lava_equals_reference_payload_for_payload(seed, time_steps, input_bits,
     codes = random_codes(rng, network, 12)
     ref, lava = _lava_equals_reference(network, codes)
     assert lava.steps_per_sample == 1 and lava.steps_run == network.accumulate_start(len(network.layers) - 1) + 12
+    assert 0 < lava.cpu_seconds        # the simulation's CPU time in Lava's processes (the benchmark's measure)
     payloads = np.concatenate([s.reshape(-1) for s in ref.spikes])
     assert 0 < (payloads != 0).sum() < payloads.size      # silent and firing neurons both occur
     if time_steps > 1:

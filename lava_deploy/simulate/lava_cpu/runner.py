@@ -53,6 +53,8 @@ class LavaResult:
     latency_steps: int
     run_seconds: float
     wall_seconds: float
+    #: CPU seconds the simulation used in all of Lava's processes (None where /proc is missing).
+    cpu_seconds: Optional[float] = None
 
     @property
     def predictions(self) -> np.ndarray:
@@ -130,7 +132,7 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
         result = LavaResult(logits=np.load(job / "logits.npy"), labels=np.load(job / "labels.npy"), spikes=spikes,
                             steps_run=done["steps_run"], latency_steps=network.latency_steps,
                             steps_per_sample=pace if schedule == "pipelined" else done["steps_run"] // n,
-                            run_seconds=done["run_seconds"], wall_seconds=0.0)
+                            run_seconds=done["run_seconds"], wall_seconds=0.0, cpu_seconds=done.get("cpu_seconds"))
     result.wall_seconds = time.perf_counter() - start
     return result
 

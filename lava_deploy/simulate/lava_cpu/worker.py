@@ -282,7 +282,7 @@ def main(job_dir: str, caller: int) -> None:
             source, steps, runs = lava.source, lava.steps * spec["num_samples"], spec["num_samples"]
         lifecycle.process = source
         source.create_runtime(run_cfg=config)       # compile and start first: run_seconds is simulation only
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         if runs is None:
             source.run(condition=RunSteps(num_steps=steps), run_cfg=config)
         else:
@@ -295,9 +295,23 @@ def main(job_dir: str, caller: int) -> None:
         message = reports[0].read_text() if reports else f"{type(exc).__name__}: {exc}"
         (job / "error.txt").write_text(" ".join(message.split()))
         lifecycle.end(1)        # stop() would block forever after a failed run
-    seconds = time.perf_counter() - start
+    seconds, cpu_end = time.perf_counter() - start, _cpu_seconds()
     source.stop()
-    (job / "done.json").write_text(json.dumps({"steps_run": steps, "run_seconds": seconds}))
+    cpu = None if cpu_start is None or cpu_end is None else cpu_end - cpu_start
+    (job / "done.json").write_text(json.dumps({"steps_run": steps, "run_seconds": seconds, "cpu_seconds": cpu}))
+
+
+def _cpu_seconds() -> Optional[float]:
+    """CPU time used so far by this process and Lava's runtime processes (its children), from Linux's /proc;
+    None elsewhere. On a shared machine it measures the simulation's work where wall time measures the load."""
+    total = 0
+    for pid in (os.getpid(), *(child.pid for child in multiprocessing.active_children())):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += int(fields[11]) + int(fields[12])      # utime, stime: fields 14 and 15 of stat(5)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
