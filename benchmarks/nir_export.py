@@ -66,7 +66,7 @@ def measure(model: str, time_steps: list[int], samples: int | None, readings: li
            "bit_serial": {"time_steps": network.time_steps, "steps_per_sample": network.steps_per_sample,
                           "latency_steps": network.latency_steps,
                           "accuracy": float((reference.predictions == labels).mean()),
-                          "spikes_per_sample": float(reference.spikes_per_layer().sum())},
+                          "spikes_per_sample": float(reference.spikes_per_layer(network).sum())},
            "limit_accuracy": float((rate_limit_logits(network, codes).argmax(axis=1) == labels).mean()),
            "rate": {reading: [] for reading in readings}}
     for steps in time_steps:

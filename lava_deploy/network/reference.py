@@ -47,6 +47,10 @@ class ReferenceResult:
         of its code when bit-serial, one for a non-zero code when graded (the neuron kind's count)."""
         return [layer.neuron.messages(c) for layer, c in zip(network.layers, self.codes)]
 
+    def spikes_per_layer(self, network: SpikingNetwork) -> np.ndarray:
+        """Mean spikes per sample in each hidden layer (of :meth:`messages`)."""
+        return np.array([m.reshape(len(m), -1).sum(axis=1).mean() for m in self.messages(network)])
+
 
 def run_reference(network: SpikingNetwork, input_codes: np.ndarray, spikes: bool = False,
                   batch_size: int = 256,

@@ -25,6 +25,6 @@ class ReferenceBackend(Backend):
         start = time.perf_counter()
         ref = run_reference(network, codes, spikes=record_spikes, progress=progress)
         wall = time.perf_counter() - start
-        spikes = [float(m.reshape(len(m), -1).sum(axis=1).mean()) for m in ref.messages(network)]
+        spikes = [float(s) for s in ref.spikes_per_layer(network)]
         return SimulationResult(self.name, ref.logits, labels, spikes, network.steps_per_sample,
                                 network.latency_steps, wall, ref.spikes)
