@@ -23,7 +23,8 @@ from lava_deploy.errors import DeployError
 from lava_deploy.export import MAX_ACCURACY_DROP, export, export_nir, format_info, info
 from lava_deploy.files import check_output_file
 from lava_deploy.network import BIT_SERIAL, ENCODINGS
-from lava_deploy.simulate import BACKENDS, load_network, simulate, simulate_spikes, write_predictions
+from lava_deploy.simulate import (BACKENDS, is_stock_netx, load_network, simulate, simulate_stock,
+                                  write_predictions)
 from lava_deploy.train.import_qcfs import ARCHITECTURES, import_qcfs
 from lava_deploy.train.trainer import TrainConfig, train
 
@@ -117,19 +118,21 @@ def _floats(text: str) -> list[float]:
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
 
-    if args.input_spikes:
-        if args.predictions:
-            raise DeployError("--predictions records a dataset run; with --input-spikes use --output-spikes")
-        spikes = simulate_spikes(args.network, args.input_spikes, args.backend, output=args.output_spikes)
-        print(f"{len(spikes)} steps, {int((spikes != 0).sum())} output spikes"
-              + (f" -> {args.output_spikes}" if args.output_spikes else ""))
+    if args.input_spikes or args.input_bias or is_stock_netx(args.network):
+        _simulate_stock(args)
         return
+    for flag, value in (("--output-spikes", args.output_spikes), ("--record-layers", args.record_layers),
+                        ("--steps", args.steps)):
+        if value is not None:
+            raise DeployError(f"{flag} belongs to a stock netx network's run; {args.network} is a lava-deploy "
+                              "network, which runs on a dataset (--dataset)")
     network = args.network
     if args.predictions:        # refused before the run; the file's class names go beside the predictions
         check_output_file(args.predictions, inputs=[args.network])
         network = load_network(args.network)
-    with _progress_bar(args.quiet, args.backend, args.samples) as progress:
-        result = simulate(network, dataset=args.dataset, backend=args.backend, samples=args.samples,
+    backend = args.backend or "reference"
+    with _progress_bar(args.quiet, backend, args.samples) as progress:
+        result = simulate(network, dataset=args.dataset, backend=backend, samples=args.samples,
                           progress=progress, partition=args.partition)
     if args.predictions:
         write_predictions(result, args.predictions, network.class_names)
@@ -139,6 +142,25 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
     else:
         for key, value in summary.items():
             print(f"{key:>20}: {value:.4f}" if isinstance(value, float) else f"{key:>20}: {value}")
+
+
+def _simulate_stock(args: argparse.Namespace) -> None:
+    """A stock lava-dl netx network on the input lava-dl feeds it: spikes, or its input neurons' bias."""
+    for flag, value in (("--predictions", args.predictions), ("--dataset", args.dataset), ("--samples", args.samples),
+                        ("--partition", args.partition)):
+        if value is not None:
+            raise DeployError(f"{flag} belongs to a dataset run; a stock netx network runs on --input-spikes or "
+                              "--input-bias and writes --output-spikes")
+    result = simulate_stock(args.network, input_spikes=args.input_spikes, input_bias=args.input_bias,
+                            steps=args.steps, backend=args.backend, output=args.output_spikes,
+                            record_layers=args.record_layers)
+    if args.json:
+        print(json.dumps(result.summary(), indent=2))
+        return
+    written = [str(path) for path in (args.output_spikes, args.record_layers) if path]
+    print(f"{result.steps} steps on {result.backend}: {1e3 * result.simulation_seconds / result.steps:.3f} ms per "
+          f"step simulated ({result.wall_seconds:.1f} s in all), {int((result.output != 0).sum())} output spikes"
+          + (f" -> {', '.join(written)}" if written else ""))
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
@@ -276,11 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="lava-deploy checkpoint to write")
     p.set_defaults(func=_cmd_import_qcfs)
 
-    p = verbs.add_parser("simulate", help="run an exported network on a dataset's test split",
+    p = verbs.add_parser("simulate", help="run an exported network on a dataset's test split, or a stock lava-dl "
+                         "netx network on recorded input",
                          parents=[with_data_dir])
     p.add_argument("network", help="netx HDF5 file")
-    p.add_argument("--backend", default="reference", choices=BACKENDS, type=_one_of("backend", BACKENDS),
-                   help="loihi2 needs Intel's lava-loihi")
+    p.add_argument("--backend", choices=BACKENDS, type=_one_of("backend", BACKENDS),
+                   help="default: reference; for a stock netx network, lava-cpu. loihi2 needs Intel's lava-loihi")
     p.add_argument("--partition", help="loihi2: SLURM partition of the Loihi 2 system (INRC)")
     p.add_argument("--dataset", help=own_dataset)
     p.add_argument("--samples", type=int, help=all_samples)
@@ -289,8 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write each sample's label, prediction and logits here (numpy .npz)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--input-spikes", metavar="FILE.npy",
-                   help="stock netx networks: input spikes (steps, *input shape in Lava's x, y, c order)")
+                   help="stock netx networks: spikes on the input port, (steps, *input shape in Lava's x, y, c "
+                        "order)")
+    p.add_argument("--input-bias", metavar="FILE.npy",
+                   help="stock netx networks whose first layer is an input neuron layer: its neurons' bias, "
+                        "(steps, *shape) one per step, or shape held for --steps steps")
+    p.add_argument("--steps", type=int, help="stock netx networks: steps to hold an --input-bias of one frame")
     p.add_argument("--output-spikes", metavar="FILE.npy", help="stock netx networks: where to save output spikes")
+    p.add_argument("--record-layers", metavar="FILE.npz",
+                   help="stock netx networks: every layer's output spikes, one array layer_N per layer/N, here")
     p.set_defaults(func=_cmd_simulate)
 
     p = verbs.add_parser("compare", help="run the integer reference and Lava on the same samples, spike for spike",

@@ -281,8 +281,8 @@ def _read(r: _Reader, f: h5py.File) -> SpikingNetwork:
     if "lava_deploy" not in f:
         kinds = set(neuron_types(r.path)) if "layer" in f else set()
         what = f"a stock netx network ({', '.join(sorted(kinds))} neurons)" if kinds else "not a lava-deploy network"
-        raise r.fail("lava_deploy", f"missing group: {what}" +
-                     ("; run it with --backend lava-cpu --input-spikes FILE.npy" if kinds else ""))
+        hint = "; run it with 'lava-deploy simulate NET --input-spikes X.npy' (or --input-bias)" if kinds else ""
+        raise r.fail("lava_deploy", f"missing group: {what}{hint}")
     if not isinstance(f["lava_deploy"], h5py.Group):
         raise r.fail("lava_deploy", "must be a group")
     version = r.attribute("formatVersion", int)

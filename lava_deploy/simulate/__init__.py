@@ -3,7 +3,7 @@
 Backends implement one interface (:mod:`lava_deploy.simulate.backend`) and are
 found by name in its registry: ``reference`` (the exact PyTorch integer model,
 no Lava needed), ``lava-cpu`` (Lava's fixed-point CPU simulator; also stock
-lava-dl netx networks) and ``loihi2`` (a Loihi 2 chip through Intel's
+lava-dl netx networks, :func:`simulate_stock`) and ``loihi2`` (a Loihi 2 chip through Intel's
 lava-loihi, INRC only). Lava itself is imported only inside a Lava run's own
 process, so that everything else works without it.
 """
@@ -19,12 +19,15 @@ from lava_deploy.errors import DeployError
 from lava_deploy.files import atomic_output, check_output_file
 from lava_deploy.network import SpikingNetwork, validate_network
 from lava_deploy.network.netx import read_netx
+from lava_deploy.network.netx_stock import is_stock_netx, read_stock_netx
 from lava_deploy.simulate import lava_cpu, loihi2, reference      # noqa: F401  (each registers its backend)
-from lava_deploy.simulate.backend import BACKENDS, Backend, get_backend, register_backend
+from lava_deploy.simulate.backend import BACKENDS, Backend, get_backend, register_backend, stock_backend
 from lava_deploy.simulate.result import SimulationResult
+from lava_deploy.simulate.stock import StockInput, StockResult, check_record_size, stock_input
 
-__all__ = ["simulate", "simulate_spikes", "simulation_inputs", "network_dataset", "load_network", "write_predictions",
-           "check_samples", "SimulationResult", "Backend", "BACKENDS", "get_backend", "register_backend"]
+__all__ = ["simulate", "simulate_stock", "simulation_inputs", "network_dataset", "load_network", "write_predictions",
+           "check_samples", "is_stock_netx", "SimulationResult", "StockInput", "StockResult", "Backend", "BACKENDS",
+           "get_backend", "register_backend"]
 
 
 def load_network(path: str | Path) -> SpikingNetwork:
@@ -102,40 +105,47 @@ def write_predictions(result: SimulationResult, path: str | Path, class_names: S
     return Path(path)
 
 
-def simulate_spikes(network: str | Path, input_spikes: np.ndarray | str | Path, backend: str = "lava-cpu",
-                    output: Optional[str | Path] = None) -> np.ndarray:
-    """Run a stock lava-dl netx network (CUBA neurons, no lava-deploy metadata) on recorded input spikes.
+def simulate_stock(network: str | Path, *, input_spikes: Optional[np.ndarray | str | Path] = None,
+                   input_bias: Optional[np.ndarray | str | Path] = None, steps: Optional[int] = None,
+                   backend: Optional[str] = None, output: Optional[str | Path] = None,
+                   record_layers: Optional[str | Path] = None) -> StockResult:
+    """Run a stock lava-dl netx network (CUBA or LIF neurons, no lava-deploy metadata) on the input lava-dl feeds it.
 
     The network is built by lava-dl's own netx, unchanged; this is how a netx
-    model from elsewhere runs beside ours.
+    model from elsewhere runs beside ours. Layouts are Lava's (x, y, c) order
+    (:mod:`lava_deploy.simulate.stock`).
 
     Args:
         network: netx HDF5 file.
-        input_spikes: ``(steps, *input shape)`` integers in Lava's (x, y, c) order, or a .npy path.
-        backend: a backend that runs stock networks (``lava-cpu``).
+        input_spikes: ``(steps, *input shape)`` frames on the input port (``Network.inp``), or a .npy path.
+        input_bias: for a network whose first layer is an input neuron layer: its neurons' bias, ``(steps,
+            *shape)`` or ``shape`` held for ``steps`` steps; or a .npy path.
+        steps: steps to hold a single input bias frame.
+        backend: a backend that runs stock networks; None: the first that does (``lava-cpu``).
         output: write the output spikes here as .npy (atomically).
+        record_layers: record every block's output spikes and write them here as .npz, one array ``layer_N``
+            per ``layer/N`` of the file that netx builds a block from (atomically).
 
-    Returns:
-        ``(steps, *output shape)`` output spikes.
+    Raises:
+        DeployError: the file, the input or an output is not what this needs (one line), or the run failed.
     """
-    runner = get_backend(backend)
+    runner = get_backend(backend) if backend is not None else stock_backend()
     runner.require_stock()
-    if output is not None:
-        check_output_file(output, inputs=[network] + ([] if isinstance(input_spikes, np.ndarray) else [input_spikes]))
-    if not isinstance(input_spikes, np.ndarray):
-        input_spikes = _load_npy(Path(input_spikes))
-    spikes = runner.run_stock(network, input_spikes)
+    description = read_stock_netx(network)
+    inputs = [network] + [p for p in (input_spikes, input_bias) if p is not None and not isinstance(p, np.ndarray)]
+    for path in (output, record_layers):
+        if path is not None:
+            check_output_file(path, inputs=inputs)
+    if output is not None and record_layers is not None and Path(output).resolve() == Path(record_layers).resolve():
+        raise DeployError("--output-spikes and --record-layers need two different files")
+    stock = stock_input(description, spikes=input_spikes, bias=input_bias, steps=steps)
+    check_record_size(description, stock.steps, record_layers is not None)
+    runner.require()
+    result = runner.run_stock(description, stock, record_layers=record_layers is not None)
     if output is not None:
         with atomic_output(output) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, spikes)
-    return spikes
-
-
-def _load_npy(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise DeployError(f"input spike file {path} does not exist")
-    try:
-        # Mapped first: a header that declares more than the file holds fails here, before any allocation.
-        return np.array(np.load(path, mmap_mode="r", allow_pickle=False))
-    except (OSError, ValueError) as exc:
-        raise DeployError(f"{path.name}: not a .npy array ({str(exc).splitlines()[0]})") from None
+            np.save(handle, result.output)
+    if record_layers is not None:
+        with atomic_output(record_layers) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **result.layers)
+    return result

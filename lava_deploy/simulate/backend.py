@@ -9,14 +9,15 @@ class and one import line in ``lava_deploy/simulate/__init__.py``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Callable, ClassVar, Optional
 
 import numpy as np
 
 from lava_deploy.errors import DeployError
 from lava_deploy.network import SpikingNetwork
+from lava_deploy.network.netx_stock import StockNetwork
 from lava_deploy.simulate.result import SimulationResult
+from lava_deploy.simulate.stock import StockInput, StockResult
 
 BACKENDS: dict[str, "Backend"] = {}
 
@@ -27,7 +28,7 @@ class Backend(ABC):
     Attributes:
         name: what ``--backend`` calls it.
         records_spikes: it can return every hidden spike (``compare`` checks them one by one).
-        runs_stock_netx: it runs stock lava-dl netx networks on recorded input spikes.
+        runs_stock_netx: it runs stock lava-dl netx networks (:meth:`run_stock`).
     """
 
     name: ClassVar[str]
@@ -48,8 +49,8 @@ class Backend(ABC):
             raise DeployError(f"stock netx networks do not run on --backend {self.name}; use "
                               + ", ".join(name for name, b in BACKENDS.items() if b.runs_stock_netx))
 
-    def run_stock(self, path: str | Path, input_spikes: np.ndarray) -> np.ndarray:
-        """Run a stock lava-dl netx network on ``(steps, *input shape)`` spikes; the output spikes.
+    def run_stock(self, network: StockNetwork, stock_input: StockInput, *, record_layers: bool = False) -> StockResult:
+        """Run a stock lava-dl netx network on its input (spike frames, or its input neurons' bias).
 
         Backends that declare ``runs_stock_netx`` override it.
         """
@@ -68,6 +69,11 @@ def get_backend(name: str) -> Backend:
     if name not in BACKENDS:
         raise DeployError(f"unknown backend '{name}': use {', '.join(BACKENDS)}")
     return BACKENDS[name]
+
+
+def stock_backend() -> Backend:
+    """The backend a stock netx network runs on when none is named: the first registered that runs them."""
+    return next(backend for backend in BACKENDS.values() if backend.runs_stock_netx)
 
 
 def spikes_per_layer(spikes: list[np.ndarray]) -> list[float]:

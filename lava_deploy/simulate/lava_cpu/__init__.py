@@ -1,15 +1,16 @@
 """The ``lava-cpu`` backend: Lava's bit-accurate fixed-point CPU simulator, in a child process of its own."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
 from lava_deploy.network import SpikingNetwork
+from lava_deploy.network.netx_stock import StockNetwork
 from lava_deploy.simulate.backend import Backend, register_backend, spikes_per_layer
 from lava_deploy.simulate.lava_cpu.runner import run_lava, run_stock_netx
 from lava_deploy.simulate.result import SimulationResult
+from lava_deploy.simulate.stock import StockInput, StockResult
 
 
 @register_backend
@@ -33,6 +34,6 @@ class LavaCpuBackend(Backend):
                                 lava.steps_per_sample, lava.latency_steps, lava.wall_seconds, lava.spikes,
                                 extra={"steps_run": lava.steps_run})
 
-    def run_stock(self, path: str | Path, input_spikes: np.ndarray) -> np.ndarray:
-        """The network as lava-dl's own netx builds it, between a replay and a recorder."""
-        return run_stock_netx(path, input_spikes).spikes
+    def run_stock(self, network: StockNetwork, stock_input: StockInput, *, record_layers: bool = False) -> StockResult:
+        """The network as lava-dl's own netx builds it, fed as lava-dl feeds it, with this package's Conv model."""
+        return run_stock_netx(network, stock_input, record_layers=record_layers)

@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-import h5py
 import numpy as np
 
 from lava_deploy.network import BIT_SERIAL, SpikingNetwork
 from lava_deploy.errors import DeployError
 from lava_deploy.network.netx import write_netx
+from lava_deploy.network.netx_stock import StockNetwork
+from lava_deploy.simulate.stock import StockInput, StockResult
 
 #: Seconds allowed for start-up and compilation, and per simulated step, before a run counts as hung.
 _STARTUP_S, _PER_STEP_S = 120.0, 0.25
@@ -137,58 +138,37 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
     return result
 
 
-@dataclass
-class StockResult:
-    """A stock netx network's output spikes ``(steps, *output shape)`` and how long the steps took."""
-
-    spikes: np.ndarray
-    run_seconds: float
-
-
-def run_stock_netx(path: str | Path, input_spikes: np.ndarray, *, timeout_s: Optional[float] = None) -> StockResult:
-    """Run a stock lava-dl netx network (e.g. CUBA neurons) as lava-dl's netx builds it, on recorded input.
+def run_stock_netx(network: StockNetwork, stock_input: StockInput, *, record_layers: bool = False,
+                   timeout_s: Optional[float] = None) -> StockResult:
+    """Run a stock lava-dl netx network (CUBA or LIF neurons) as lava-dl's netx builds it, on the user's input.
 
     Args:
-        path: netx HDF5 file in lava-dl's own conventions.
-        input_spikes: ``(steps, *shape)`` in Lava's order, the shape of the network's input port
-            (``(x, y, c)`` for a conv input, ``(n,)`` for a dense one).
+        network: the file's description (:func:`~lava_deploy.network.netx_stock.read_stock_netx`).
+        stock_input: spike frames on the input port, or the input neurons' bias (:mod:`lava_deploy.simulate.stock`).
+        record_layers: keep the output spikes of every block, not only the output port's.
         timeout_s: give up (and clean up) after this long.
 
     Returns:
-        The output layer's spikes, ``(steps, *output shape)`` int32, frame t - 1 at step t, and the
-        simulation time (compilation excluded).
+        The output port's value at every step (frame t - 1 of the input drives step t), every block's on request,
+        and the simulation time (compilation excluded).
     """
-    input_spikes = np.asarray(input_spikes)
-    if input_spikes.ndim < 2 or input_spikes.dtype.kind not in "biu":
-        raise DeployError("input spikes must be integers shaped (steps, *input shape)")
-    steps = len(input_spikes)
-    start = time.perf_counter()
+    steps, start = stock_input.steps, time.perf_counter()
+    records = {f"layer_{layer.group}": layer.shape for layer in network.layers} if record_layers \
+        else {"output": network.output_shape}
     with _job_folder() as job:
-        shutil.copyfile(path, job / "network.net")
-        np.save(job / "input_spikes.npy", input_spikes.astype(np.int32))
-        output_shape = _stock_output_shape(Path(path), input_spikes.shape[1:])
-        np.lib.format.open_memmap(job / "output_spikes.npy", mode="w+", dtype=np.int32,
-                                  shape=(steps, *output_shape)).flush()
-        (job / "job.json").write_text(json.dumps({"kind": "stock", "steps": steps}))
+        shutil.copyfile(network.path, job / "network.net")
+        np.save(job / f"input_{stock_input.kind}.npy", stock_input.frames)
+        for name, shape in records.items():
+            np.lib.format.open_memmap(job / f"{name}.npy", mode="w+", dtype=np.int32, shape=(steps, *shape)).flush()
+        (job / "job.json").write_text(json.dumps({
+            "kind": "stock", "steps": steps, "input": stock_input.kind, "held": stock_input.held,
+            "layers": [layer.group for layer in network.layers], "record_layers": record_layers}))
         _run_worker(job, timeout_s if timeout_s is not None else _STARTUP_S + _PER_STEP_S * steps, None)
-        return StockResult(np.load(job / "output_spikes.npy"),
-                           json.loads((job / "done.json").read_text())["run_seconds"])
-
-
-def _stock_output_shape(path: Path, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The output port's shape, from the last layer's ``shape`` (netx stores (C, H, W); Lava uses (x, y, c))."""
-    try:
-        with h5py.File(path, "r") as f:
-            layers = f["layer"]
-            first = tuple(int(v) for v in np.asarray(layers["0"]["shape"])[::-1])
-            last = layers[str(len(layers) - 1)]
-            shape = tuple(int(v) for v in np.asarray(last["shape"])[::-1])
-            is_dense = np.asarray(last["type"]).reshape(-1)[0] in (b"dense", "dense")
-    except (OSError, KeyError, ValueError) as exc:
-        raise DeployError(f"{path.name}: not a readable netx network ({str(exc).splitlines()[0]})") from None
-    if tuple(input_shape) != first:
-        raise DeployError(f"input spikes have frames of shape {tuple(input_shape)}, the network's input is {first}")
-    return (int(np.prod(shape)),) if is_dense else shape
+        loaded = {name: np.load(job / f"{name}.npy") for name in records}
+        seconds = json.loads((job / "done.json").read_text())["run_seconds"]
+    layers = loaded if record_layers else None
+    output = loaded[f"layer_{network.layers[-1].group}"] if record_layers else loaded["output"]
+    return StockResult("lava-cpu", output, layers, steps, seconds, time.perf_counter() - start)
 
 
 @contextlib.contextmanager

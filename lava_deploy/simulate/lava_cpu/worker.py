@@ -33,8 +33,8 @@ from lava_deploy.network import INPUT, Edge, GradedEmit as GradedNeuron, Spiking
 from lava_deploy.network.netx import read_netx
 from lava_deploy.simulate.loihi2 import hardware_run_config
 from lava_deploy.simulate.lava_cpu.process.models import PyConvModelFast
-from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, DigitSource, GradedEmit, LogitSink,
-                                                           SpikeDelay, SpikeRecorder, SpikeReplay)
+from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, BiasReplay, DigitSource, GradedEmit,
+                                                           LogitSink, SpikeDelay, SpikeRecorder, SpikeReplay)
 
 
 #: prctl(2) option asking Linux for a signal when the parent process dies.
@@ -240,19 +240,40 @@ def _connect(network: SpikingNetwork, index: int, edge: Edge, port, neuron: Accu
     process.a_out.connect(neuron.a_in)      # an InPort sums every connection: main branch + shortcuts
 
 
-def build_stock(job: Path) -> SpikeReplay:
-    """A stock netx network (CUBA neurons), built by lava-dl's own netx, between a replay and a recorder."""
+def build_stock(job: Path, spec: dict) -> AbstractProcess:
+    """A stock netx network, built by lava-dl's own netx, fed as lava-dl feeds it, its blocks recorded.
+
+    Spikes go to the network's input port; an input neuron layer takes its input through its neurons' bias
+    (``bias_mant``): held from the start, or a new one every step through a :class:`BiasReplay`. Every block's
+    output, or only the output port's, goes to a recorder. Returns a process of the network, to run it by.
+    """
     from lava.lib.dl import netx
 
     network = netx.hdf5.Network(net_config=str(job / "network.net"))
     errors = str(job / "errors")
-    source = SpikeReplay(shape=network.inp.shape, spikes_path=str(job / "input_spikes.npy"), error_dir=errors,
-                         name="input")
-    sink = SpikeRecorder(shape=network.out.shape, record_path=str(job / "output_spikes.npy"), error_dir=errors,
-                         name="output")
-    source.s_out.connect(network.inp)
-    network.out.connect(sink.a_in)
-    return source
+    if len(network.layers) != len(spec["layers"]):     # the caller's description disagrees with netx: a bug
+        raise RuntimeError(f"netx built {len(network.layers)} blocks, lava-deploy expected {len(spec['layers'])}")
+    if spec["input"] == "spikes":
+        source = SpikeReplay(shape=network.inp.shape, spikes_path=str(job / "input_spikes.npy"), error_dir=errors,
+                             name="input")
+        source.s_out.connect(network.inp)
+    else:
+        neurons = network.in_layer.neuron
+        bias = np.load(job / "input_bias.npy")
+        neurons.bias_mant.init = bias if spec["held"] else bias[0]
+        if not spec["held"]:
+            writer = BiasReplay(shape=neurons.bias_mant.shape, bias_path=str(job / "input_bias.npy"),
+                                error_dir=errors, name="input bias")
+            writer.connect_var(neurons.bias_mant)
+    if spec["record_layers"]:
+        ports = {f"layer_{group}": block.out for group, block in zip(spec["layers"], network.layers)}
+    else:
+        ports = {"output": network.out}
+    for name, port in ports.items():
+        recorder = SpikeRecorder(shape=port.shape, record_path=str(job / f"{name}.npy"), error_dir=errors,
+                                 name=name.replace("_", "/"))
+        port.connect(recorder.a_in)
+    return network
 
 
 def main(job_dir: str, caller: int) -> None:
@@ -272,7 +293,7 @@ def main(job_dir: str, caller: int) -> None:
             lava = build(read_netx(job / "network.net"), job, spec["num_samples"], False, hardware=True)
             source, steps, runs = lava.source, lava.steps, None
         elif spec["kind"] == "stock":
-            source, steps, runs = build_stock(job), spec["steps"], None
+            source, steps, runs = build_stock(job, spec), spec["steps"], None
         elif spec["schedule"] == "pipelined":
             lava = build(read_netx(job / "network.net"), job, spec["num_samples"], spec["record_spikes"])
             source, steps, runs = lava.source, lava.steps, None

@@ -13,14 +13,14 @@ from collections import deque
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
-from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort, PyRefPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.conv.process import Conv
 
-from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, DigitSource, GradedEmit, LogitSink,
-                                                           SpikeDelay, SpikeRecorder, SpikeReplay)
+from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, BiasReplay, DigitSource, GradedEmit,
+                                                           LogitSink, SpikeDelay, SpikeRecorder, SpikeReplay)
 
 #: Loihi's state and message width.
 STATE_MIN, STATE_MAX = -(1 << 23), (1 << 23) - 1
@@ -306,6 +306,22 @@ class PySpikeRecorderModel(PyLoihiProcessModel):
             record.flush()
 
 
+@_cpu_model(BiasReplay, "fixed_pt", "floating_pt")
+class PyBiasReplayModel(PyLoihiProcessModel):
+    """After step t, frame t of the file into the neurons' bias (the bias of step t + 1), where it changes."""
+
+    bias: PyRefPort = LavaPyType(PyRefPort.VEC_DENSE, np.int32)
+
+    def post_guard(self) -> bool:
+        frames, t = _mapped(self.proc_params["bias_path"]), self.time_step
+        return t < len(frames) and not np.array_equal(frames[t], frames[t - 1])
+
+    @_reports_errors
+    def run_post_mgmt(self) -> None:
+        self.bias.write(np.asarray(_mapped(self.proc_params["bias_path"])[self.time_step], np.int32))
+        self.bias.wait()        # written before the next step starts
+
+
 @_cpu_model(Conv, "fixed_pt")
 class PyConvModelFast(PyLoihiProcessModel):
     """Bit-exact replacement for lava's fixed-point Conv model, 100x faster and honouring weight_exp.
@@ -313,7 +329,9 @@ class PyConvModelFast(PyLoihiProcessModel):
     lava's own model convolves with scipy and ignores ``weight_exp`` (lava
     issue #803). This one computes the same true convolution as one matrix
     product over im2col patches (float64 holding integers: exact below 2**53),
-    then shifts by the exponent and clamps to 24 bits as Loihi does.
+    then shifts by the exponent and clamps to 24 bits as Loihi does. Without
+    message bits its input is unary, as in lava-nc's model: a nonzero value is
+    one spike.
     """
 
     s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
@@ -343,6 +361,7 @@ class PyConvModelFast(PyLoihiProcessModel):
         dw, dh = (int(x) for x in np.broadcast_to(self.dilation, (2,)))
         self.geometry = (w.shape[2], w.shape[3], sh, sw, ph, pw, dh, dw)
         self.shift = int(np.asarray(self.weight_exp).reshape(-1)[0])
+        self.unary = int(np.asarray(self.num_message_bits).reshape(-1)[0]) == 0
 
     def _correlate(self, x: np.ndarray) -> np.ndarray:
         kh, kw, sh, sw, ph, pw, dh, dw = self.geometry
@@ -361,6 +380,9 @@ class PyConvModelFast(PyLoihiProcessModel):
         if self.matrices is None:
             self._prepare()
         self.a_out.send(self.a_buf)
-        s_in = self.s_in.recv().astype(np.float64)
+        s_in = self.s_in.recv()
+        if self.unary:
+            s_in = s_in != 0        # any nonzero value is one spike: lava-nc's model casts unary input to bool
+        s_in = s_in.astype(np.float64)
         a = np.rint(self._correlate(s_in.transpose(2, 1, 0))).astype(np.int64) << self.shift
         self.a_buf = np.clip(a.transpose(2, 1, 0), STATE_MIN, STATE_MAX).astype(np.int32)

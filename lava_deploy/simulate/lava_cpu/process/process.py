@@ -8,7 +8,7 @@ from __future__ import annotations
 import typing as ty
 
 import numpy as np
-from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.ports.ports import InPort, OutPort, RefPort
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.process.variable import Var
 
@@ -203,3 +203,26 @@ class SpikeRecorder(AbstractProcess):
                  name: ty.Optional[str] = None) -> None:
         super().__init__(shape=shape, record_path=record_path, error_dir=error_dir, name=name)
         self.a_in = InPort(shape=shape)
+
+
+class BiasReplay(AbstractProcess):
+    """Writes a new bias into a neuron population every step: graded input, as lava-dl feeds input neurons.
+
+    lava-dl's tutorials drive a netx input neuron layer through its neurons'
+    ``bias_mant``; this process sets it for each step from a file, through a
+    reference port (written after step t, so frame t holds during step t + 1;
+    frame 0 is the Var's initial value, set by the caller).
+
+    Args:
+        shape: the neurons' shape (Lava order).
+        bias_path: .npy of (steps, *shape) integers.
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], bias_path: str, error_dir: ty.Optional[str] = None,
+                 name: ty.Optional[str] = None) -> None:
+        super().__init__(shape=shape, bias_path=bias_path, error_dir=error_dir, name=name)
+        self.bias = RefPort(shape=shape)
+
+    def connect_var(self, var: Var) -> None:
+        """Drive ``var`` (e.g. ``LIF.bias_mant``)."""
+        self.bias.connect_var(var)
