@@ -31,8 +31,10 @@ import numpy as np
 import torch
 
 from lava_deploy.network import SpikingNetwork
+from lava_deploy.network.netx_stock import read_stock_netx
 from lava_deploy.simulate import load_network, simulation_inputs
 from lava_deploy.simulate.lava_cpu.runner import run_lava, run_stock_netx
+from lava_deploy.simulate.stock import StockInput
 from lava_deploy.network.reference import run_reference
 from lava_deploy.train.checkpoint import load_checkpoint
 from lava_deploy.data.datasets import dequantize_input
@@ -112,10 +114,10 @@ def per_step_cost(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "stock.net"
         write_stock_cuba(network, path)
-        stock = run_stock_netx(path, spikes)
-    ours_step, stock_step = ours.run_seconds / ours.steps_run, stock.run_seconds / len(spikes)
+        stock = run_stock_netx(read_stock_netx(path), StockInput("spikes", spikes, len(spikes)))
+    ours_step, stock_step = ours.run_seconds / ours.steps_run, stock.simulation_seconds / len(spikes)
     return {"steps": ours.steps_run, "ours_seconds_per_step": ours_step, "stock_cuba_seconds_per_step": stock_step,
-            "stock_cuba_output_spikes": int((stock.spikes != 0).sum()), "per_step_vs_stock": ours_step / stock_step}
+            "stock_cuba_output_spikes": int((stock.output != 0).sum()), "per_step_vs_stock": ours_step / stock_step}
 
 
 def reference_against_ann(name: str, network: SpikingNetwork, codes: np.ndarray, repeats: int = 5) -> dict:

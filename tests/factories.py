@@ -1,6 +1,10 @@
-"""Random integer spiking networks for property tests (shared by several test files)."""
+"""Random integer spiking networks for property tests, and stock lava-dl netx files (shared by several test files)."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
+import h5py
 import numpy as np
 
 from lava_deploy.network import (INPUT, AccumulateEmit, ConvSynapse, DenseSynapse, Edge, Layer, Readout,
@@ -87,3 +91,56 @@ def random_residual_network(rng: np.random.Generator, time_steps: int = 3, input
                     Readout(time_steps + 2), rng.integers(-50, 50, size=classes).astype(np.int64))
     return SpikingNetwork([*layers, readout], time_steps, input_bits, (1, size, size),
                           [str(c) for c in range(classes)])
+
+
+def stock_neuron(kind: str = "CUBA", threshold: int = 200, current_decay: int = 1024,
+                 voltage_decay: int = 128) -> dict:
+    """A netx neuron group as lava-dl writes one: CUBA (slayer's cuba blocks) or LOIHI (LIF, as PilotNet's)."""
+    keys = {"type": kind, "iDecay": current_decay, "vDecay": voltage_decay, "vThMant": threshold, "refDelay": 1}
+    if kind == "CUBA":
+        keys["gradedSpike"] = 0
+    else:
+        keys.update({"scaleRho": 1.0, "tauRho": 0.5, "theta": 1600, "wgtExp": 0})
+    return keys
+
+
+def stock_input_layer(shape: tuple[int, ...], neuron: Optional[dict] = None) -> dict:
+    """netx's input layer (C, H, W) or (n,): a shape alone, or with input neurons (then ``weight`` and ``bias``
+    are the data transform lava-dl's datasets apply, as in lava-dl's files)."""
+    return {"type": "input", "shape": list(shape), **({"neuron": neuron, "weight": 36, "bias": 34} if neuron else {})}
+
+
+def stock_conv(rng: np.random.Generator, shape: tuple[int, int, int], in_channels: int, kernel: int,
+               neuron: dict, stride: int = 1, padding: int = 0, weights: tuple[int, int] = (-60, 100)) -> dict:
+    """A netx conv layer with output ``shape`` (C, H, W) and random even 8-bit weights (netx's (out, in, kH, kW, 1))."""
+    return {"type": "conv", "shape": list(shape), "neuron": neuron,
+            "weight": 2 * rng.integers(*weights, (shape[0], in_channels, kernel, kernel, 1)),
+            "bias": rng.integers(-20, 20, shape[0]), "stride": [stride, stride], "padding": [padding, padding],
+            "dilation": [1, 1], "groups": 1, "inChannels": in_channels, "outChannels": shape[0],
+            "kernelSize": [kernel, kernel]}
+
+
+def stock_dense(rng: np.random.Generator, inputs: int, outputs: int, neuron: Optional[dict] = None,
+                weights: tuple[int, int] = (-30, 60)) -> dict:
+    """A netx dense layer; without a neuron netx makes it a non-leaky integrator (as bootstrap's last layer)."""
+    return {"type": "dense", "shape": [outputs], "weight": 2 * rng.integers(*weights, (outputs, inputs)),
+            "inFeatures": inputs, "outFeatures": outputs, **({"neuron": neuron} if neuron else {})}
+
+
+def write_stock_netx(path: Path, layers: list[dict]) -> Path:
+    """A stock netx file, keys and layouts as lava-dl writes them (strings as (1,) S10 arrays)."""
+    def value(v: object) -> np.ndarray:
+        return np.array([v.encode()], dtype="S10") if isinstance(v, str) else np.asarray(v)
+
+    with h5py.File(path, "w") as f:
+        f["simulation/Ts"], f["simulation/tSample"] = 1, 16
+        for i, keys in enumerate(layers):
+            group = f.create_group(f"layer/{i}")
+            for key, item in keys.items():
+                if key == "neuron":
+                    neuron = group.create_group("neuron")
+                    for name, v in item.items():
+                        neuron.create_dataset(name, data=value(v))
+                else:
+                    group.create_dataset(key, data=value(item))
+    return path

@@ -3,8 +3,8 @@
 netx.hdf5.Network with lava-nc's own process models, fed the way lava-dl's
 tests and tutorials feed it: spikes from Lava's RingBuffer source on
 ``Network.inp``; an input neuron layer through its neurons' ``bias_mant``
-(its initial value when one bias is held, ``Var.set`` between one-step runs
-when it changes every step); every block's output into Lava's RingBuffer sink.
+(its initial value, then ``Var.set`` between runs wherever it changes);
+every block's output into Lava's RingBuffer sink.
 Nothing of lava-deploy takes part. Used by the tests and by
 benchmarks/stock_netx.py.
 """
@@ -46,11 +46,12 @@ def run_netx_itself(path: str | Path, *, spikes: Optional[np.ndarray] = None, bi
         start = time.perf_counter()
         if bias is None or held:
             network.run(condition=RunSteps(num_steps=steps), run_cfg=config)
-        else:
-            for t in range(steps):
-                if t:
-                    network.in_layer.neuron.bias_mant.set(bias[t])
-                network.run(condition=RunSteps(num_steps=1), run_cfg=config)
+        else:       # the loop a user writes: a new bias, then as many steps as it holds
+            changes = [0] + [t for t in range(1, steps) if not np.array_equal(bias[t], bias[t - 1])] + [steps]
+            for first, end in zip(changes[:-1], changes[1:]):
+                if first:
+                    network.in_layer.neuron.bias_mant.set(bias[first])
+                network.run(condition=RunSteps(num_steps=end - first), run_cfg=config)
         seconds = time.perf_counter() - start
         return [np.moveaxis(sink.data.get(), -1, 0).astype(np.int64) for sink in sinks], seconds
     finally:

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from lava_deploy.cli import main
 from lava_deploy.errors import DeployError
 from lava_deploy.network.netx import read_netx
+from factories import stock_dense, stock_input_layer, stock_neuron, write_stock_netx
 from test_data_hostile import MARKER, code_payload, images, labels, npy_header, write_cifar, write_npz
 
 SHIPPED = Path(__file__).resolve().parents[1] / "netx_models" / "digits-mlp-t3"
@@ -293,12 +294,26 @@ def test_an_npz_of_another_image_shape_than_the_network_is_refused(corpus, capsy
         _refused(capsys, verb, corpus / "good.net", "--dataset", spec, fragment="expects (1, 8, 8)")
 
 
-def test_an_input_spike_file_whose_header_declares_more_than_it_holds_is_refused(corpus, capsys):
+def test_an_input_file_whose_header_declares_more_than_it_holds_is_refused(corpus, capsys):
+    rng = np.random.default_rng(0)
+    dense = write_stock_netx(corpus / "dense.net", [stock_dense(rng, 8, 4, stock_neuron())])
+    neurons = write_stock_netx(corpus / "neurons.net", [stock_input_layer((8,), stock_neuron()),
+                                                        stock_dense(rng, 8, 4, stock_neuron())])
     bomb = corpus / "in.npy"
     bomb.write_bytes(npy_header((10**6, 10**6), "<i8"))
-    _refused(capsys, "simulate", corpus / "good.net", "--backend", "lava-cpu", "--input-spikes", bomb,
-             "--output-spikes", corpus / "out.npy", fragment="in.npy")
+    for net, flag in ((dense, "--input-spikes"), (neurons, "--input-bias")):
+        _refused(capsys, "simulate", net, flag, bomb, "--output-spikes", corpus / "out.npy", fragment="in.npy")
     assert not (corpus / "out.npy").exists()
+
+
+def test_a_held_input_bias_is_not_held_for_more_steps_than_the_records_can_take(corpus, capsys):
+    rng = np.random.default_rng(1)
+    net = write_stock_netx(corpus / "neurons.net", [stock_input_layer((8,), stock_neuron()),
+                                                    stock_dense(rng, 8, 4, stock_neuron())])
+    np.save(corpus / "bias.npy", np.zeros(8, np.int32))
+    _refused(capsys, "simulate", net, "--input-bias", corpus / "bias.npy", "--steps", 10**9, "--record-layers",
+             corpus / "layers.npz", fragment="bytes")
+    assert not (corpus / "layers.npz").exists()
 
 
 PEAK = r"""
