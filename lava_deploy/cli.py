@@ -23,7 +23,7 @@ from lava_deploy.errors import DeployError
 from lava_deploy.export import MAX_ACCURACY_DROP, export, export_nir, format_info, info
 from lava_deploy.files import check_output_file
 from lava_deploy.network import BIT_SERIAL, ENCODINGS
-from lava_deploy.simulate import (BACKENDS, is_stock_netx, load_network, simulate, simulate_stock,
+from lava_deploy.simulate import (LOCAL_RAY, BACKENDS, is_stock_netx, load_network, simulate, simulate_stock,
                                   write_predictions)
 from lava_deploy.train.import_qcfs import ARCHITECTURES, import_qcfs
 from lava_deploy.train.trainer import TrainConfig, train
@@ -119,6 +119,8 @@ def _floats(text: str) -> list[float]:
 def _cmd_simulate(args: argparse.Namespace) -> None:
 
     if args.input_spikes or args.input_bias or is_stock_netx(args.network):
+        if args.workers is not None or args.ray is not None:
+            raise DeployError("--workers and --ray split a dataset run's samples; a stock network's run is one stream")
         _simulate_stock(args)
         return
     for flag, value in (("--output-spikes", args.output_spikes), ("--record-layers", args.record_layers),
@@ -133,7 +135,8 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
     backend = args.backend or "reference"
     with _progress_bar(args.quiet, backend, args.samples) as progress:
         result = simulate(network, dataset=args.dataset, backend=backend, samples=args.samples,
-                          progress=progress, partition=args.partition)
+                          progress=progress, partition=args.partition, workers=args.workers,
+                          ray_address=args.ray)
     if args.predictions:
         write_predictions(result, args.predictions, network.class_names)
     summary = result.summary()
@@ -180,7 +183,7 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 
     with _progress_bar(args.quiet, args.backend, args.samples) as progress:
         result = compare(args.network, dataset=args.dataset, samples=args.samples, progress=progress,
-                         backend=args.backend, partition=args.partition)
+                         backend=args.backend, partition=args.partition, workers=args.workers, ray_address=args.ray)
     print(json.dumps(result.summary(), indent=2) if args.json else result.table())
     if args.plots:
         written = write_plots(result, args.plots)
@@ -242,6 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir_help = f"data folder of mnist and fashion-mnist (default: ${DATA_DIR_ENV}, then {data_dir()})"
     with_data_dir = _Parser(add_help=False)
     with_data_dir.add_argument("--data-dir", metavar="DIR", help=data_dir_help)
+    sharded = _Parser(add_help=False)
+    sharded.add_argument("--workers", type=int, metavar="N",
+                         help="split the samples into N contiguous shards, each an independent run, in parallel "
+                              "(default 1; with --ray, the cluster's CPUs); results merged in sample order")
+    sharded.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
+                         help="run the shards as tasks on the Ray cluster at ADDRESS (host:port, ray://host:port, "
+                              "auto), or without ADDRESS on a Ray instance started here (after the network file); needs "
+                              "lava-deploy[ray]")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     p = verbs.add_parser("train", help="train a QCFS network and save a checkpoint", parents=[with_data_dir])
@@ -300,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("simulate", help="run an exported network on a dataset's test split, or a stock lava-dl "
                          "netx network on recorded input",
-                         parents=[with_data_dir])
+                         parents=[with_data_dir, sharded])
     p.add_argument("network", help="netx HDF5 file")
     p.add_argument("--backend", choices=BACKENDS, type=_one_of("backend", BACKENDS),
                    help="default: reference; for a stock netx network, lava-cpu. loihi2 needs Intel's lava-loihi")
@@ -324,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_simulate)
 
     p = verbs.add_parser("compare", help="run the integer reference and Lava on the same samples, spike for spike",
-                         parents=[with_data_dir])
+                         parents=[with_data_dir, sharded])
     p.add_argument("network", help="netx HDF5 file")
     p.add_argument("--dataset", help=own_dataset)
     p.add_argument("--samples", type=int, help=all_samples)

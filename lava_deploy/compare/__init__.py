@@ -12,7 +12,7 @@ from lava_deploy.network import SpikingNetwork
 from lava_deploy.errors import DeployError
 from lava_deploy.compare import plots
 from lava_deploy.files import check_output_folder
-from lava_deploy.simulate import BACKENDS, SimulationResult, get_backend, load_network, simulate
+from lava_deploy.simulate import BACKENDS, SimulationResult, get_backend, load_network, require_run, simulate
 from lava_deploy.simulate.reference import ReferenceBackend
 
 REFERENCE = ReferenceBackend.name
@@ -87,7 +87,8 @@ class Comparison:
 
 def compare(network: SpikingNetwork | str | Path, dataset: Optional[str] = None, samples: Optional[int] = None,
             progress: Optional[Callable[[int], None]] = None, backend: str = "lava-cpu",
-            partition: Optional[str] = None) -> Comparison:
+            partition: Optional[str] = None, workers: Optional[int] = None,
+            ray_address: Optional[str] = None) -> Comparison:
     """Run the integer reference and a Lava backend on the same test samples.
 
     Args:
@@ -98,19 +99,20 @@ def compare(network: SpikingNetwork | str | Path, dataset: Optional[str] = None,
         backend: any registered backend but the reference itself: every spike is compared where it
             records spikes (``lava-cpu``), else logits and predictions (``loihi2``).
         partition: a chip backend's SLURM partition.
+        workers, ray_address: run the other backend in shards, in parallel here or on Ray
+            (:func:`~lava_deploy.simulate.simulate`); the reference runs whole.
     """
-    other = get_backend(backend)
-    if other.name == REFERENCE:
+    if get_backend(backend).name == REFERENCE:
         raise DeployError(f"compare runs the reference against another backend: "
                           f"{', '.join(name for name in BACKENDS if name != REFERENCE)}")
-    other.require()
+    other = require_run(backend, workers, ray_address)
     source = None
     if not isinstance(network, SpikingNetwork):
         source = Path(network)
         network = load_network(network)
     reference = simulate(network, dataset, "reference", samples, record_spikes=True)
     lava = simulate(network, dataset, backend, samples, record_spikes=other.records_spikes, progress=progress,
-                    partition=partition)
+                    partition=partition, workers=workers, ray_address=ray_address)
     if not np.array_equal(reference.labels, lava.labels):
         raise RuntimeError("Lava returned the samples' labels out of order: its pipeline is misaligned")
     return Comparison(network, reference, lava, source)

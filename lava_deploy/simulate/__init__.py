@@ -5,7 +5,9 @@ found by name in its registry: ``reference`` (the exact PyTorch integer model,
 no Lava needed), ``lava-cpu`` (Lava's fixed-point CPU simulator; also stock
 lava-dl netx networks, :func:`simulate_stock`) and ``loihi2`` (a Loihi 2 chip through Intel's
 lava-loihi, INRC only). Lava itself is imported only inside a Lava run's own
-process, so that everything else works without it.
+process, so that everything else works without it. Any backend's run can be
+split into shards run in parallel, here or on a Ray cluster
+(:mod:`lava_deploy.simulate.shards`).
 """
 from __future__ import annotations
 
@@ -23,11 +25,12 @@ from lava_deploy.network.netx_stock import is_stock_netx, read_stock_netx
 from lava_deploy.simulate import lava_cpu, loihi2, reference      # noqa: F401  (each registers its backend)
 from lava_deploy.simulate.backend import BACKENDS, Backend, get_backend, register_backend, stock_backend
 from lava_deploy.simulate.result import SimulationResult
+from lava_deploy.simulate.shards import LOCAL_RAY, check_workers, require_ray, run_sharded
 from lava_deploy.simulate.stock import StockInput, StockResult, check_record_size, stock_input
 
 __all__ = ["simulate", "simulate_stock", "simulation_inputs", "network_dataset", "load_network", "write_predictions",
            "check_samples", "is_stock_netx", "SimulationResult", "StockInput", "StockResult", "Backend", "BACKENDS",
-           "get_backend", "register_backend"]
+           "get_backend", "register_backend", "require_run", "run_sharded", "LOCAL_RAY"]
 
 
 def load_network(path: str | Path) -> SpikingNetwork:
@@ -62,10 +65,24 @@ def simulation_inputs(network: SpikingNetwork, dataset: str, samples: Optional[i
     return quantize_input(data.x_test[:count], network.input_bits), data.y_test[:count].astype(np.int64)
 
 
+def require_run(backend: str, workers: Optional[int] = None, ray_address: Optional[str] = None) -> Backend:
+    """The backend ``backend``, once it and the sharding asked for can run here (one-line DeployError if not).
+
+    Called before any work: for a backend that cannot run here, its refusal is all the user sees.
+    """
+    runner = get_backend(backend)
+    runner.require()
+    check_workers(workers)
+    if ray_address is not None:
+        require_ray()
+    return runner
+
+
 def simulate(network: SpikingNetwork | str | Path, dataset: Optional[str] = None, backend: str = "reference",
              samples: Optional[int] = None, record_spikes: bool = False,
-             progress: Optional[Callable[[int], None]] = None, partition: Optional[str] = None) -> SimulationResult:
-    """Run a network on a dataset's test split with one backend.
+             progress: Optional[Callable[[int], None]] = None, partition: Optional[str] = None,
+             workers: Optional[int] = None, ray_address: Optional[str] = None) -> SimulationResult:
+    """Run a network on a dataset's test split with one backend, whole or in shards run in parallel.
 
     Args:
         network: a converted network or the path of an exported netx file.
@@ -76,18 +93,25 @@ def simulate(network: SpikingNetwork | str | Path, dataset: Optional[str] = None
         record_spikes: keep every spike of every hidden layer, where the backend records them.
         progress: called with the number of samples finished so far, as they finish.
         partition: ``loihi2`` only: the SLURM partition of the Loihi 2 system.
+        workers: split the samples into this many contiguous shards, each an independent run, in parallel
+            (None or 1 with no ``ray_address``: one run; with one, the Ray cluster's CPUs).
+        ray_address: run the shards as tasks on the Ray cluster at this address, or on a Ray instance on this
+            machine with :data:`LOCAL_RAY` (needs ``lava-deploy[ray]``).
 
     Raises:
-        DeployError: bad input, a failed run, or a backend that cannot run here (``loihi2`` without lava-loihi).
+        DeployError: bad input, a failed run (a shard's names its samples), or a backend that cannot run here
+            (``loihi2`` without lava-loihi, ``ray_address`` without Ray).
     """
-    runner = get_backend(backend)
-    runner.require()        # before any work: for a backend that cannot run here, this is all the user sees
+    runner = require_run(backend, workers, ray_address)
     if isinstance(network, SpikingNetwork):
         validate_network(network)       # a file was checked when read; one rule for every backend
     else:
         network = load_network(network)
     codes, labels = simulation_inputs(network, network_dataset(network, dataset), samples)
-    return runner.run(network, codes, labels, record_spikes=record_spikes, progress=progress, partition=partition)
+    if ray_address is None and (workers or 1) == 1:
+        return runner.run(network, codes, labels, record_spikes=record_spikes, progress=progress, partition=partition)
+    return run_sharded(runner, network, codes, labels, workers=workers, ray_address=ray_address,
+                       record_spikes=record_spikes, progress=progress, partition=partition)
 
 
 def write_predictions(result: SimulationResult, path: str | Path, class_names: Sequence[str] = ()) -> Path:

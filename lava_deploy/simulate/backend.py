@@ -8,6 +8,7 @@ class and one import line in ``lava_deploy/simulate/__init__.py``.
 """
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from typing import Callable, ClassVar, Optional
 
@@ -20,6 +21,10 @@ from lava_deploy.simulate.result import SimulationResult
 from lava_deploy.simulate.stock import StockInput, StockResult
 
 BACKENDS: dict[str, "Backend"] = {}
+
+
+class RunCancelled(Exception):
+    """A run stopped early because its ``cancel`` event was set (its backend has cleaned up)."""
 
 
 class Backend(ABC):
@@ -40,8 +45,14 @@ class Backend(ABC):
 
     @abstractmethod
     def run(self, network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, record_spikes: bool = False,
-            progress: Optional[Callable[[int], None]] = None, partition: Optional[str] = None) -> SimulationResult:
-        """Run ``codes`` ``(N, C, H, W)`` through ``network``; ``partition`` is a chip backend's SLURM partition."""
+            progress: Optional[Callable[[int], None]] = None, partition: Optional[str] = None,
+            cancel: Optional[threading.Event] = None) -> SimulationResult:
+        """Run ``codes`` ``(N, C, H, W)`` through ``network``; ``partition`` is a chip backend's SLURM partition.
+
+        ``progress`` is called with the number of newly finished samples. ``cancel`` is set by another thread
+        (a sharded run stopping its other shards): the backend then cleans up as on Ctrl-C and raises
+        :class:`RunCancelled`, within a fraction of a second where it can.
+        """
 
     def require_stock(self) -> None:
         """Raise a one-line DeployError unless this backend runs stock lava-dl netx networks."""

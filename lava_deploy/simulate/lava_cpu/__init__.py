@@ -1,6 +1,8 @@
 """The ``lava-cpu`` backend: Lava's bit-accurate fixed-point CPU simulator, in a child process of its own."""
 from __future__ import annotations
 
+import threading
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -23,12 +25,13 @@ class LavaCpuBackend(Backend):
     on_chip = False
 
     def run(self, network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, record_spikes: bool = False,
-            progress: Optional[Callable[[int], None]] = None, partition: Optional[str] = None) -> SimulationResult:
+            progress: Optional[Callable[[int], None]] = None, partition: Optional[str] = None,
+            cancel: Optional[threading.Event] = None) -> SimulationResult:
         """Stream the samples through Lava; the labels travel beside the spikes, so a misaligned pipeline
         shows in the accuracy."""
         record = record_spikes and self.records_spikes
         lava = run_lava(network, codes, labels, record_spikes=record, progress=progress, loihi2=self.on_chip,
-                        partition=partition)
+                        partition=partition, cancel=cancel)
         return SimulationResult(self.name, lava.logits, lava.labels,
                                 None if lava.spikes is None else spikes_per_layer(lava.spikes),
                                 lava.steps_per_sample, lava.latency_steps, lava.wall_seconds, lava.spikes,

@@ -20,6 +20,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from lava_deploy.errors import DeployError
 from lava_deploy.network.netx import write_netx
 from lava_deploy.network.netx_stock import StockNetwork
 from lava_deploy.simulate.stock import StockInput, StockResult
+from lava_deploy.simulate.backend import RunCancelled
 
 #: Seconds allowed for start-up and compilation, and per simulated step, before a run counts as hung.
 _STARTUP_S, _PER_STEP_S = 120.0, 0.25
@@ -71,7 +73,7 @@ class LavaResult:
 def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, record_spikes: bool = True,
              fast_conv: bool = True, schedule: str = "pipelined", timeout_s: Optional[float] = None,
              progress: Optional[Callable[[int], None]] = None, loihi2: bool = False,
-             partition: Optional[str] = None) -> LavaResult:
+             partition: Optional[str] = None, cancel: Optional[threading.Event] = None) -> LavaResult:
     """Stream ``codes`` through the network on Lava (fixed_pt), one new sample every T steps (graded: every step).
 
     Args:
@@ -88,9 +90,11 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
         progress: called with the number of newly finished samples.
         loihi2: run the layers on a Loihi 2 chip (lava-loihi; pipelined; no spikes recorded).
         partition: the SLURM partition of the Loihi 2 system (INRC), or None for the scheduler's choice.
+        cancel: set by another thread to stop the run, cleaned up as on Ctrl-C (a sharded run's other shards).
 
     Raises:
         DeployError: a process model failed (one line naming it) or the run timed out.
+        RunCancelled: ``cancel`` was set.
     """
     if schedule not in ("pipelined", "reset"):
         raise ValueError(f"unknown schedule '{schedule}': use pipelined or reset")
@@ -122,7 +126,7 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
         (job / "job.json").write_text(json.dumps({"kind": "loihi2" if loihi2 else "accumulate-emit",
                                                    "schedule": schedule, "num_samples": n, "partition": partition,
                                                    "record_spikes": record_spikes, "fast_conv": fast_conv}))
-        _run_worker(job, timeout_s, progress)
+        _run_worker(job, timeout_s, progress, cancel)
         done = json.loads((job / "done.json").read_text())
         spikes = None
         if record_spikes:
@@ -207,7 +211,8 @@ def _pid_exists(pid: int) -> bool:
     return True
 
 
-def _run_worker(job: Path, timeout_s: float, progress: Optional[Callable[[int], None]]) -> None:
+def _run_worker(job: Path, timeout_s: float, progress: Optional[Callable[[int], None]],
+                cancel: Optional[threading.Event] = None) -> None:
     log = open(job / "worker.log", "wb")
     deadline = time.monotonic() + timeout_s
     reported = 0
@@ -225,6 +230,8 @@ def _run_worker(job: Path, timeout_s: float, progress: Optional[Callable[[int], 
                 raise DeployError(f"Lava simulation failed: {reports[0].read_text().strip()}")
             if time.monotonic() > deadline:
                 raise DeployError(f"Lava simulation did not finish within {timeout_s:.0f} s and was stopped")
+            if cancel is not None and cancel.is_set():
+                raise RunCancelled("the Lava run was cancelled")
             time.sleep(0.1)
             reported = _report(job, reported, progress)
         _report(job, reported, progress)
