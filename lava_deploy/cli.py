@@ -251,8 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "(default 1; with --ray, the cluster's CPUs); results merged in sample order")
     sharded.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
                          help="run the shards as tasks on the Ray cluster at ADDRESS (host:port, ray://host:port, "
-                              "auto), or without ADDRESS on a Ray instance started here (after the network file); needs "
-                              "lava-deploy[ray]")
+                              "auto), or without ADDRESS on a Ray instance started here (put it after the network "
+                              "file); needs lava-deploy[ray]")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     p = verbs.add_parser("train", help="train a QCFS network and save a checkpoint", parents=[with_data_dir])

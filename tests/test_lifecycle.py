@@ -1,4 +1,5 @@
-"""A Lava run leaves nothing behind, however it ends: signals to the CLI, a killed CLI, a process-model error.
+"""A Lava run leaves nothing behind, however it ends: signals to the CLI, a killed CLI, a process-model error;
+and so does every shard of a sharded run (--workers, --ray).
 
 Each run gets a TMPDIR of its own; its shared memory is known by name from the
 /dev/shm mappings of the worker's session while it runs (other runs on the
@@ -8,6 +9,7 @@ count would not be this run's).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -82,35 +85,40 @@ def _wait(condition, timeout: float) -> bool:
     return True
 
 
-def _start_cli(tmp_path: Path) -> tuple[subprocess.Popen, Path, int, set[str]]:
-    """Start ``simulate --backend lava-cpu`` and wait until Lava runs.
+def _start_cli(tmp_path: Path, *options: str, runs: int = 1,
+               env: Optional[dict] = None) -> tuple[subprocess.Popen, Path, list[int], set[str]]:
+    """Start ``simulate --backend lava-cpu`` with ``options`` and wait until each of its ``runs`` Lava runs
+    (one per shard) has finished a sample.
 
-    Returns the CLI, its TMPDIR, the worker's session and the shared memory it maps.
+    Returns the CLI, its TMPDIR, the workers' sessions and the shared memory they map.
     """
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     cli = subprocess.Popen([sys.executable, "-m", "lava_deploy", "simulate", MODEL, "--backend", "lava-cpu",
-                            "--dataset", "mnist5k", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           text=True, env={**os.environ, "TMPDIR": str(tmpdir)})
+                            "--dataset", "mnist5k", "-q", *options], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmpdir), **(env or {})})
 
-    def finished_a_sample() -> bool:
+    def each_finished_a_sample() -> bool:
+        finished = []
         for progress in tmpdir.glob("lava-deploy-*/progress.npy"):
             try:
-                return int(np.load(progress)[0]) > 0
+                finished.append(int(np.load(progress)[0]) > 0)
             except (OSError, ValueError):    # being written
                 return False
-        return False
-    assert _wait(finished_a_sample, 90), "Lava never finished a sample"
-    workers = _workers(tmpdir)
-    sid = int(_stat(str(workers[0]))[3])
-    segments = _shared_memory(_session(sid))
+        return len(finished) == runs and all(finished)
+    assert _wait(each_finished_a_sample, 90 * runs), "Lava never finished a sample in every run"
+    sessions = sorted({int(_stat(str(pid))[3]) for pid in _workers(tmpdir)})
+    assert len(sessions) == runs, f"expected {runs} Lava runs, found sessions {sessions}"
+    segments = _shared_memory([pid for sid in sessions for pid in _session(sid)])
     assert segments, "the run maps no shared memory: nothing to check"
     assert cli.poll() is None, "the run ended before the signal"
-    return cli, tmpdir, sid, segments
+    return cli, tmpdir, sessions, segments
 
 
-def _assert_nothing_left(tmpdir: Path, sid: int, segments: set[str]) -> None:
-    assert _wait(lambda: not _session(sid), 5), f"processes of the run still alive: {_session(sid)}"
+def _assert_nothing_left(tmpdir: Path, sessions: list[int], segments: set[str]) -> None:
+    def alive() -> list[int]:
+        return [pid for sid in sessions for pid in _session(sid)]
+    assert _wait(lambda: not alive(), 5), f"processes of the run still alive: {alive()}"
     assert _wait(lambda: not list(tmpdir.iterdir()), 5), f"left in TMPDIR: {sorted(os.listdir(tmpdir))}"
     assert not segments & set(os.listdir("/dev/shm")), "the run's shared memory is left in /dev/shm"
 
@@ -122,17 +130,52 @@ def _assert_nothing_left(tmpdir: Path, sid: int, segments: set[str]) -> None:
     (signal.SIGKILL, -9, None),
 ])
 def test_signal_during_a_lava_run_leaves_nothing(tmp_path, signum, code, message):
-    cli, tmpdir, sid, segments = _start_cli(tmp_path)
+    cli, tmpdir, sessions, segments = _start_cli(tmp_path)
     cli.send_signal(signum)
     _, err = cli.communicate(timeout=30)
     assert cli.returncode == code
     if message is not None:
         assert err.strip().splitlines() == [message]
-    _assert_nothing_left(tmpdir, sid, segments)
+    _assert_nothing_left(tmpdir, sessions, segments)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGKILL, -9)])
+def test_signal_during_a_sharded_run_stops_every_shard(tmp_path, signum, code):
+    """Two shards, each a Lava run of its own: Ctrl-C stops both; a killed CLI's workers end themselves."""
+    cli, tmpdir, sessions, segments = _start_cli(tmp_path, "--workers", "2", runs=2)
+    cli.send_signal(signum)
+    _, err = cli.communicate(timeout=30)
+    assert cli.returncode == code
+    if signum == signal.SIGINT:
+        assert err.strip().splitlines() == ["lava-deploy: interrupted"]
+    _assert_nothing_left(tmpdir, sessions, segments)
+
+
+def test_ctrl_c_during_a_ray_run_stops_every_shard_and_ray(tmp_path):
+    """--ray on a local Ray instance, two shards as Ray tasks: Ctrl-C cancels both (each cleans up its Lava
+    run) and shuts the instance down."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'lava-deploy[ray]')")
+    # Ray's own session folder, kept by Ray after it stops, goes elsewhere, under a path short enough for its
+    # sockets; TMPDIR must then be left empty.
+    ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    try:
+        cli, tmpdir, sessions, segments = _start_cli(tmp_path, "--ray", "--workers", "2", runs=2,
+                                                     env={"RAY_TMPDIR": ray_tmp})
+        cli.send_signal(signal.SIGINT)
+        _, err = cli.communicate(timeout=90)
+        assert cli.returncode == 130
+        assert err.strip().splitlines() == ["lava-deploy: interrupted"]
+        _assert_nothing_left(tmpdir, sessions, segments)
+
+        def ray_processes() -> list[int]:
+            return _live(lambda pid, fields: ray_tmp.encode() in Path(f"/proc/{pid}/cmdline").read_bytes())
+        assert _wait(lambda: not ray_processes(), 10), f"Ray processes still alive: {ray_processes()}"
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_second_ctrl_c_during_cleanup_still_exits_130(tmp_path):
-    cli, tmpdir, sid, segments = _start_cli(tmp_path)
+    cli, tmpdir, sessions, segments = _start_cli(tmp_path)
     cli.send_signal(signal.SIGINT)
     time.sleep(0.1)     # the first is being handled: signals sent together would merge into one
     assert cli.poll() is None
@@ -140,7 +183,7 @@ def test_second_ctrl_c_during_cleanup_still_exits_130(tmp_path):
     _, err = cli.communicate(timeout=30)
     assert cli.returncode == 130
     assert err.strip().splitlines() == ["lava-deploy: interrupted"]
-    _assert_nothing_left(tmpdir, sid, segments)
+    _assert_nothing_left(tmpdir, sessions, segments)
 
 
 @pytest.fixture
