@@ -37,6 +37,7 @@ bench: setup
 	$(PY) benchmarks/latency_accuracy.py
 	$(PY) benchmarks/simulator_speed.py
 	$(PY) benchmarks/nir_export.py
+	$(PY) benchmarks/sharding.py
 
 models: setup
 	$(PY) netx_models/build.py
