@@ -189,23 +189,22 @@ def _run_here(backend: Backend, network: SpikingNetwork, shards: list[Shard], co
     finished = [threading.Event() for _ in shards]
 
     def run(shard: Shard) -> None:
+        def count(samples: int) -> None:
+            latest[shard.index] += samples
         try:
-            for _ in range(ATTEMPTS):
+            for attempt in range(1, ATTEMPTS + 1):
                 latest[shard.index] = 0
-
-                def count(samples: int) -> None:
-                    latest[shard.index] += samples
                 try:
                     results[shard.index] = backend.run(
                         network, codes[shard.samples], labels[shard.samples], record_spikes=record_spikes,
                         progress=count, partition=partition, cancel=cancel)
-                    errors[shard.index] = None
                     return
                 except RunCancelled:
                     return
                 except Exception as exc:  # noqa: BLE001 - any failure is retried, then reported by the caller
-                    errors[shard.index] = exc
-                if cancel.is_set():
+                    if attempt == ATTEMPTS:
+                        errors[shard.index] = exc
+                if cancel.is_set():     # stopped between attempts: neither a result nor a failure of its own
                     return
         finally:
             finished[shard.index].set()
@@ -318,7 +317,8 @@ def _run_on_ray(address: str, backend: Backend, network: SpikingNetwork, workers
                     try:
                         results[refs[ref].index] = ray.get(ref)
                     except Exception as exc:  # noqa: BLE001 - Ray has retried it: report it by its samples
-                        failed.append((refs[ref], exc.cause if isinstance(exc, RayTaskError) else exc))
+                        cause = exc.cause if isinstance(exc, RayTaskError) else None
+                        failed.append((refs[ref], cause or exc))
                 shown.forward(ray.get(counts.get.remote()))
         finally:
             if pending:
