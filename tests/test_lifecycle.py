@@ -106,7 +106,7 @@ def _start_cli(tmp_path: Path, *options: str, runs: int = 1,
             except (OSError, ValueError):    # being written
                 return False
         return len(finished) == runs and all(finished)
-    assert _wait(each_finished_a_sample, 90 * runs), "Lava never finished a sample in every run"
+    assert _wait(each_finished_a_sample, 180), "Lava never finished a sample in every run"
     sessions = sorted({int(_stat(str(pid))[3]) for pid in _workers(tmpdir)})
     assert len(sessions) == runs, f"expected {runs} Lava runs, found sessions {sessions}"
     segments = _shared_memory([pid for sid in sessions for pid in _session(sid)])
