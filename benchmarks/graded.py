@@ -234,11 +234,16 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3, help="alternating Lava runs per encoding (best counts)")
     parser.add_argument("--from-json", action="store_true", help="only rewrite the table from the JSON")
+    parser.add_argument("--add", action="store_true",
+                        help="keep graded.json's rows of the models not named in --models (measured earlier)")
     args = parser.parse_args()
     if args.from_json:
         write(json.loads((RESULTS / "graded.json").read_text()))
         return
     report = {"rows": [], "samples": args.samples, "repeats": args.repeats, "machine": machine_info()}
+    if args.add:
+        report["rows"] = [r for r in json.loads((RESULTS / "graded.json").read_text())["rows"]
+                          if r["model"] not in args.models]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:        # written after each model: a long run interrupted keeps what it measured
             report["rows"].append(measure(name, args.samples, args.repeats, Path(tmp)))

@@ -128,7 +128,7 @@ def test_bad_worker_counts_and_missing_ray_are_one_line_errors(capsys, monkeypat
         assert capsys.readouterr().err.strip() == ("lava-deploy: error: --workers must be a whole number of at "
                                                    f"least 1, got {bad}")
     assert main(["simulate", str(DIGITS_MLP), "--input-spikes", "x.npy", "--workers", "2"]) == 2
-    assert "--input-spikes runs whole" in capsys.readouterr().err
+    assert "a stock network's run is one stream" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "ray", None)       # what an install without Ray sees
     with pytest.raises(DeployError, match=r"--ray needs Ray: pip install 'lava-deploy\[ray\]'") as missing:
         simulate(DIGITS_MLP, samples=3, ray_address="local")
