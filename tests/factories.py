@@ -7,8 +7,9 @@ from typing import Optional
 import h5py
 import numpy as np
 
-from lava_deploy.network import (INPUT, AccumulateEmit, ConvSynapse, DenseSynapse, Edge, Layer, Readout,
-                                 SpikingNetwork, Synapse)
+from lava_deploy.network import (INPUT, AccumulateEmit, ConvSynapse, DenseSynapse, Edge, Layer, LayerNorm, Lookup,
+                                 ProductSynapse, Readout, SignedEmit, Softmax, SpikingNetwork, Synapse)
+from lava_deploy.network.functions import exp_table
 
 
 def _mantissa(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -144,3 +145,68 @@ def write_stock_netx(path: Path, layers: list[dict]) -> Path:
                 else:
                     group.create_dataset(key, data=value(item))
     return path
+
+def random_transformer_network(rng: np.random.Generator, time_steps: int = 3, input_bits: int = 4,
+                               channels: int = 4, heads: int = 2, size: int = 3, classes: int = 3,
+                               bias_range: int = 2) -> SpikingNetwork:
+    """One pre-norm attention block and an MLP-like lookup, with random integers.
+
+    A signed patch embedding with a per-neuron bias, a LayerNorm unit, signed Q, K and V, a scores product into
+    a softmax unit, a mix product, a residual add (a 1x1 conv and the embedding's identity shortcut), a lookup
+    unit and a dense readout. Biases span +-``bias_range`` thresholds, so both ends of every code range occur.
+    """
+    T, levels = time_steps, (1 << time_steps) - 1
+    shift = -(-input_bits // time_steps)
+    layers: list[Layer] = []
+
+    def scale() -> int:
+        return int(rng.integers(max(T - 1, 1), T + 3))
+
+    def bias(width: int, scale_exp: int, shape=None) -> np.ndarray:
+        theta = 1 << (T - 1 + scale_exp)
+        return rng.integers(-bias_range * theta, bias_range * theta + 1, size=shape or width).astype(np.int64)
+
+    def conv1x1(source: int, out: int) -> ConvSynapse:
+        shape = layers[source].output_shape
+        return ConvSynapse(_mantissa(rng, (out, shape[0], 1, 1)), int(rng.integers(0, 2)), shape)
+
+    def add(edges: list[Edge], neuron, bias_values, accumulate_shift: int = 1) -> int:
+        layers.append(Layer(edges, neuron, bias_values, accumulate_shift))
+        return len(layers) - 1
+
+    patch = ConvSynapse(_mantissa(rng, (channels, 1, 2, 2)), int(rng.integers(0, 2)), (1, 2 * size, 2 * size),
+                        stride=(2, 2))
+    f = scale()
+    embed = add([Edge(INPUT, patch)], SignedEmit(f, levels), bias(channels, f, patch.output_shape), shift)
+    f = max(T - 1, 1)
+    identity = ConvSynapse(np.full((channels, 1, 1, 1), 2), f - 1, patch.output_shape, groups=channels)
+    norm = add([Edge(embed, identity)], LayerNorm(f, levels, levels, gain=max(1, (levels + 1) // 4)),
+               np.zeros(channels, np.int64))
+    qkv = []
+    for _ in range(3):
+        f = scale()
+        qkv.append(add([Edge(norm, conv1x1(norm, channels))], SignedEmit(f, levels), bias(channels, f)))
+    tokens = size * size
+    scores = ProductSynapse(np.array([2 * int(rng.integers(1, 128))]), 0, layers[qkv[0]].output_shape,
+                            layers[qkv[1]].output_shape, "scores", heads)
+    f = scale() + 4
+    table = exp_table(float(rng.uniform(0.05, 1.0)), levels)
+    attention = add([Edge(qkv[0], scores, qkv[1])],
+                    Softmax(f, levels, levels, table=table, gain=(levels + 1) << int(rng.integers(0, 2)), groups=heads),
+                    bias(heads * tokens, f))
+    mix = ProductSynapse(np.array([2 * int(rng.integers(-127, 128))]), 0, layers[attention].output_shape,
+                         layers[qkv[2]].output_shape, "mix", heads)
+    f = scale() + 4
+    mixed = add([Edge(attention, mix, qkv[2])], SignedEmit(f, levels), bias(channels, f))
+    f = scale()
+    residual = add([Edge(mixed, conv1x1(mixed, channels)),
+                    Edge(embed, ConvSynapse(_mantissa(rng, (channels, 1, 1, 1)), 0, layers[embed].output_shape,
+                                            groups=channels))], SignedEmit(f, levels), bias(channels, f))
+    f = scale()
+    lookup = add([Edge(residual, conv1x1(residual, 2 * channels))],
+                 Lookup(f, levels, levels, table=rng.integers(-levels, levels + 1, size=2 * levels + 1)),
+                 bias(2 * channels, f))
+    shape = layers[lookup].output_shape
+    readout = DenseSynapse(_mantissa(rng, (classes, int(np.prod(shape)))), 0, shape)
+    add([Edge(lookup, readout)], Readout(T + 2), rng.integers(-50, 50, size=classes).astype(np.int64))
+    return SpikingNetwork(layers, T, input_bits, (1, 2 * size, 2 * size), [str(c) for c in range(classes)])

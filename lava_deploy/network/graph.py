@@ -48,9 +48,10 @@ def register_synapse(cls: type["Synapse"]) -> type["Synapse"]:
 
 def register_neuron(cls: type["Neuron"]) -> type["Neuron"]:
     """Class decorator: make a neuron kind known to the file reader and every backend by its ``kind``, and,
-    when it sends spikes, the hidden kind of its ``encoding``."""
+    when it declares an ``encoding`` of its own, that encoding's hidden kind (a kind that inherits its encoding,
+    such as a Transformer's signed neuron, sends in it without setting the network's pace)."""
     NEURON_KINDS[cls.kind] = cls
-    if cls.encoding is not None:
+    if vars(cls).get("encoding") is not None:
         ENCODINGS[cls.encoding] = cls
     return cls
 
@@ -66,6 +67,8 @@ class Synapse(ABC):
     """
 
     kind: ClassVar[str]
+    #: Nodes whose outputs it combines: 1 for a weighted sum, 2 for a product of two activations.
+    operands: ClassVar[int] = 1
     weight_mantissa: np.ndarray
     weight_exp: int
     input_shape: tuple[int, int, int]
@@ -81,6 +84,15 @@ class Synapse(ABC):
         return int(np.prod(self.weight_mantissa.shape[1:]))
 
     @property
+    def operand_shapes(self) -> list[tuple[int, int, int]]:
+        """``(C, H, W)`` of each operand's source, in the order of :attr:`Edge.sources`."""
+        return [self.input_shape]
+
+    def shape_problem(self) -> Optional[str]:
+        """Why its parameters do not make a synapse (checked by the one rule), or None."""
+        return None
+
+    @property
     @abstractmethod
     def output_shape(self) -> tuple[int, int, int]:
         """``(C, H, W)`` of the current it delivers."""
@@ -93,6 +105,24 @@ class Synapse(ABC):
         below 2**24 when the layer has 24-bit headroom): only routines that sum products, never
         transforms that round (Winograd, FFT). Otherwise float64.
         """
+
+    def accumulate(self, planes: "torch.Tensor", shift: int, single: bool) -> "torch.Tensor":
+        """Spike level: the current after T steps of ``planes`` ``(T, N, C, H, W)``, most significant first.
+
+        Horner's rule, ``u <- 2**shift u + w s_j``: after T steps ``u = w k`` (``docs/neuron.md``, section 3).
+        A product synapse receives ``(planes of A, planes of B)`` and overrides this.
+        """
+        u = 0
+        for plane in planes:
+            u = u * float(1 << shift) + self.current(plane, single)
+        return u
+
+    def current_bounds(self, ranges: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Smallest and largest current per output channel when each operand's codes lie in ``ranges``."""
+        (low, high), = ranges
+        w = self.weight.reshape(self.weight.shape[0], -1)
+        positive, negative = np.clip(w, 0, None).sum(axis=1), np.clip(w, None, 0).sum(axis=1)
+        return positive * low + negative * high, positive * high + negative * low
 
     @abstractmethod
     def write_netx(self, group: "h5py.Group") -> None:
@@ -135,12 +165,21 @@ class Neuron(ABC):
     kind: ClassVar[str]
     is_readout: ClassVar[bool] = False
     encoding: ClassVar[Optional[str]] = None
+    #: Emits signed spikes (-1, 0, 1: ``docs/transformer-arithmetic.md``, section 1) rather than binary ones.
+    signed: ClassVar[bool] = False
+    #: ``layer/N/neuron/type`` in the netx file.
+    netx_type: ClassVar[str] = "ACCEMIT"
     scale_exp: int
 
     @property
     def levels(self) -> int:
         """Largest code the neurons emit (0: they emit none)."""
         return 0
+
+    @property
+    def code_range(self) -> tuple[int, int]:
+        """Smallest and largest code the neurons emit."""
+        return (0, self.levels)
 
     def threshold(self, time_steps: int) -> int:
         """The first emit step's threshold theta = 2**(T-1) * S."""
@@ -182,6 +221,11 @@ class Neuron(ABC):
     def from_netx(cls, keys: dict[str, int]) -> "Neuron":
         """Rebuild from validated ``layer/N/neuron`` keys."""
 
+    @classmethod
+    def read_netx(cls, reader: Any, group: "h5py.Group", where: str, keys: dict[str, int]) -> "Neuron":
+        """Rebuild from the common keys, already read and range-checked, and any keys of this kind's own."""
+        return cls.from_netx(keys)
+
     def validate(self, time_steps: int, where: str) -> None:
         """Refuse parameters the chip's state cannot hold (one line)."""
         if not 0 <= self.scale_exp < chip.STATE_BITS:
@@ -190,10 +234,19 @@ class Neuron(ABC):
 
 @dataclass
 class Edge:
-    """A synapse from ``source`` (a layer's index, or :data:`INPUT`) into a layer's neurons."""
+    """A synapse from ``source`` (a layer's index, or :data:`INPUT`) into a layer's neurons.
+
+    A product synapse (two operands) also names its second operand's node, ``operand``.
+    """
 
     source: int
     synapse: Synapse
+    operand: Optional[int] = None
+
+    @property
+    def sources(self) -> tuple[int, ...]:
+        """The nodes whose outputs the synapse takes: ``(source,)``, or ``(source, operand)`` for a product."""
+        return (self.source,) if self.operand is None else (self.source, self.operand)
 
 
 @dataclass
@@ -206,7 +259,7 @@ class Layer:
         neuron: the neuron model (accumulate-then-emit, or readout).
         bias: integer bias in potential units (scale S), added once per sample: one per output channel
             ``(C,)``, or one per neuron ``(C, H, W)`` (a first layer whose folded input normalization meets
-            zero padding).
+            zero padding, a Transformer's position embedding).
         accumulate_shift: bits that arrive per time step on every edge (the input's digit bits for a
             layer fed by the input, else the bits of its sources' messages: 1 for binary spikes).
     """
@@ -306,13 +359,20 @@ class SpikingNetwork:
         """Largest code a node sends: the input's top code, or a layer's top level."""
         return self.input_levels if source == INPUT else self.layers[source].levels
 
+    def source_range(self, source: int) -> tuple[int, int]:
+        """Smallest and largest code a node sends (negative ones from signed neurons)."""
+        return (0, self.input_levels) if source == INPUT else self.layers[source].neuron.code_range
+
     def source_shape(self, source: int) -> tuple[int, int, int]:
         """``(C, H, W)`` of what a node sends."""
         return self.input_shape if source == INPUT else self.layers[source].output_shape
 
     def depth(self, index: int) -> int:
         """Neuron layers on the longest path from the input to layer ``index``, itself included."""
-        return 1 + max(0 if edge.source == INPUT else self.depth(edge.source) for edge in self.layers[index].inputs)
+        depths = {INPUT: 0}
+        for i, layer in enumerate(self.layers[:index + 1]):       # topological order: sources come first
+            depths[i] = 1 + max(depths[source] for edge in layer.inputs for source in edge.sources)
+        return depths[index]
 
     @property
     def layer_steps(self) -> int:
@@ -331,18 +391,20 @@ class SpikingNetwork:
         """Step offset, after the input's first digit, of hidden layer ``index``'s first message of sample 0."""
         return self.accumulate_start(index) + self.emitter.emit_delay(self.time_steps)
 
-    def edge_delay(self, index: int, edge: Edge) -> int:
+    def edge_delay(self, index: int, edge: Edge, source: Optional[int] = None) -> int:
         """Steps an edge into layer ``index`` must hold its spikes so that every edge carries one sample.
 
         A source's spikes reach the layer right after it when that layer
-        accumulates; each layer deeper adds :attr:`layer_steps`.
+        accumulates; each layer deeper adds :attr:`layer_steps`. ``source``: which of
+        a product's operands (default: the edge's first).
         """
-        source_depth = 0 if edge.source == INPUT else self.depth(edge.source)
+        source = edge.source if source is None else source
+        source_depth = 0 if source == INPUT else self.depth(source)
         return (self.depth(index) - source_depth - 1) * self.layer_steps
 
     def consumers(self, source: int) -> list[tuple[int, Edge]]:
         """(layer index, edge) of every edge that carries ``source``'s output."""
-        return [(i, edge) for i, layer in enumerate(self.layers) for edge in layer.inputs if edge.source == source]
+        return [(i, edge) for i, layer in enumerate(self.layers) for edge in layer.inputs if source in edge.sources]
 
     def potential_bounds(self, index: int) -> tuple[int, int]:
         """Smallest and largest potential any input codes can produce in layer ``index``.
@@ -354,10 +416,8 @@ class SpikingNetwork:
         bias = layer.bias.reshape(len(layer.bias), -1).astype(np.int64)       # each channel's neurons
         positive, negative = bias.max(axis=1), bias.min(axis=1)
         for edge in layer.inputs:
-            w = edge.synapse.weight.reshape(edge.synapse.weight.shape[0], -1)
-            levels = self.source_levels(edge.source)
-            positive = positive + np.clip(w, 0, None).sum(axis=1) * levels
-            negative = negative + np.clip(w, None, 0).sum(axis=1) * levels
+            low, high = edge.synapse.current_bounds([self.source_range(source) for source in edge.sources])
+            positive, negative = positive + high, negative + low
         low = min(int(negative.min()), int(layer.bias.min()), 0)
         high = max(int(positive.max()), int(layer.bias.max()), 0)
         return low, high
@@ -389,6 +449,10 @@ class SpikingNetwork:
         network = SpikingNetwork([], self.time_steps, self.input_bits, self.input_shape, list(self.class_names),
                                  dict(self.metadata), encoding)
         kind = network.emitter
+        if any(type(layer.neuron) is not self.emitter and not layer.is_readout for layer in self.layers) \
+                or any(edge.operand is not None for layer in self.layers for edge in layer.inputs):
+            raise DeployError(f"a Transformer's nodes (signed neurons, products, function units) are sent "
+                              f"bit-serially only, not {encoding}")
         for layer in self.layers:
             neuron = layer.neuron if layer.is_readout else kind(**{f.name: getattr(layer.neuron, f.name)
                                                                   for f in fields(kind)})

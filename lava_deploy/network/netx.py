@@ -6,8 +6,9 @@ docs/netx-format.md for every key):
     layer/0            type='input', shape (C, H, W), inputBits, digitBits
     layer/i            type = a synapse kind ('conv' | 'dense') or 'flatten'; the
                        synapse's keys (its class writes and reads them), bias
-    layer/i/neuron     type='ACCEMIT', timeSteps, levels, scaleExp, vThMant,
-                       accumulateShift, phase, readout; gradedSpike=1 (graded files)
+    layer/i/neuron     type='ACCEMIT' (or a format-2 kind's), timeSteps, levels, scaleExp,
+                       vThMant, accumulateShift, phase, readout (and the kind's own keys);
+                       gradedSpike=1 (graded files)
     layer/i/skip       (residual shortcut, optional) a conv synapse's keys and
                        source (the layer/j it comes from), delay
     simulation         Ts=1, tSample=steps per sample (T bit-serial, 1 graded)
@@ -15,8 +16,12 @@ docs/netx-format.md for every key):
                        inputShape, metadata (JSON), encoding (format 2)
 
 netx describes chains: each layer's main synapse comes from the layer group
-before it; further edges into a layer are ``skip`` groups. No Lava import:
-this module is the file format, for every backend.
+before it; further edges into a layer are ``skip`` groups. Format 2 (a
+graded network, or a Transformer's graph) adds the ``encoding`` attribute,
+``source``/``sourceDelay`` (and a product's ``operand``/``operandDelay``) to
+every layer group, the ``product`` layer type and the SIGNED, SOFTMAX,
+LAYERNORM and LOOKUP neuron types; bit-serial chains are still written as
+format 1. No Lava import: this module is the file format, for every backend.
 """
 from __future__ import annotations
 
@@ -34,8 +39,9 @@ from lava_deploy.network.graph import (BIT_SERIAL, ENCODINGS, INPUT, NEURON_KIND
                                        SpikingNetwork)
 from lava_deploy.network.validate import validate_network
 
-#: The newest format this module reads. Format 2 added the ``encoding`` attribute (graded spikes); a file
-#: is written in the oldest format that holds it, so bit-serial files stay format 1 for older readers.
+#: The newest format this module reads. Format 2 added the ``encoding`` attribute (graded spikes) and a
+#: graph's explicit edges and node kinds (a Transformer's); a file is written in the oldest format that holds
+#: it, so bit-serial chains stay format 1 for older readers.
 FORMAT_VERSION = 2
 #: Our accumulate-then-emit neuron's type name in ``layer/i/neuron/type`` (netx stores S10 strings).
 NEURON_TYPE = "ACCEMIT"
@@ -69,8 +75,24 @@ def write_netx(network: SpikingNetwork, path: str | Path) -> None:
         _write(f, network)
 
 
+def format_version(network: SpikingNetwork) -> int:
+    """1 for a bit-serial chain of conv and dense layers with accumulate-emit neurons and at most one conv
+    shortcut each (what netx describes, plus ``skip``); 2 for a graded network or any other graph (a
+    Transformer's)."""
+    if network.encoding != BIT_SERIAL:
+        return 2
+    for i, layer in enumerate(network.layers):
+        main, shortcuts = layer.inputs[0], layer.inputs[1:]
+        if main.source != (i - 1 if i else INPUT) or main.operand is not None or len(shortcuts) > 1 \
+                or any(edge.synapse.kind != "conv" for edge in shortcuts) or layer.neuron.netx_type != NEURON_TYPE \
+                or main.synapse.kind not in ("conv", "dense"):
+            return 2
+    return 1
+
+
 def _write(f: h5py.File, network: SpikingNetwork) -> None:
     T, bit_serial = network.time_steps, network.encoding == BIT_SERIAL
+    version = format_version(network)
     group = f.create_group("layer/0")
     group.create_dataset("type", data=_type("input"))
     group.create_dataset("shape", data=np.array(network.input_shape))
@@ -80,22 +102,24 @@ def _write(f: h5py.File, network: SpikingNetwork) -> None:
     group_of = {INPUT: 0}       # layer i -> its layer/N group (flatten groups shift the numbers)
     for i, layer in enumerate(network.layers):
         main, shortcuts = layer.inputs[0], layer.inputs[1:]
-        if main.source != i - 1 if i else main.source != INPUT:
-            raise DeployError(f"layer {i}: netx holds chains: its main synapse must come from the layer before")
         if len(shortcuts) > 1:
             raise DeployError(f"layer {i}: the netx format holds one shortcut per layer, not {len(shortcuts)}")
-        if i and len(main.synapse.lava_shape(main.synapse.input_shape)) == 1 \
-                and len(network.layers[i - 1].synapse.lava_shape(network.layers[i - 1].output_shape)) == 3:
+        if main.source != INPUT and len(main.synapse.lava_shape(main.synapse.input_shape)) == 1 \
+                and len(network.layers[main.source].synapse.lava_shape(network.layers[main.source].output_shape)) == 3:
             # netx flattens a (W, H, C) output before a flat synapse only when told to.
             f.create_group(f"layer/{index}").create_dataset("type", data=_type("flatten"))
             index += 1
         group = f.create_group(f"layer/{index}")
         group_of[i] = index
         group.create_dataset("type", data=_type(main.synapse.kind))
+        if version > 1:         # the graph's edges: format 1 is a chain, each layer fed by the one before
+            for key, source in zip(("source", "operand"), main.sources):
+                group.create_dataset(key, data=group_of[source])
+                group.create_dataset(f"{key}Delay", data=network.edge_delay(i, main, source))
         main.synapse.write_netx(group)
-        group.create_dataset("bias", data=layer.bias.astype(np.int64))
+        group.create_dataset("bias", data=np.asarray(layer.bias, np.int64))
         neuron = group.create_group("neuron")
-        neuron.create_dataset("type", data=_type(NEURON_TYPE))
+        neuron.create_dataset("type", data=_type(layer.neuron.netx_type))
         keys = {"timeSteps": T, **layer.neuron.netx_keys(T), "accumulateShift": layer.accumulate_shift,
                 "phase": network.accumulate_start(i)}
         for key, value in keys.items():
@@ -112,12 +136,12 @@ def _write(f: h5py.File, network: SpikingNetwork) -> None:
     meta = f.create_group("lava_deploy")
     planes = "T digit planes of digitBits bits, MSB first" if bit_serial else "one graded spike of inputBits bits"
     meta.attrs.update({
-        "formatVersion": 1 if bit_serial else FORMAT_VERSION, "timeSteps": T, "inputBits": network.input_bits,
+        "formatVersion": version, "timeSteps": T, "inputBits": network.input_bits,
         "inputShape": np.array(network.input_shape), "classNames": json.dumps(list(network.class_names)),
         "inputEncoding": f"pixel = k / (2**inputBits - 1), no mean/std; {planes}",
         "metadata": json.dumps(network.metadata),
     })
-    if not bit_serial:
+    if version > 1:
         meta.attrs["encoding"] = network.encoding
 
 
@@ -336,9 +360,25 @@ def _read(r: _Reader, f: h5py.File) -> SpikingNetwork:
                                 f"{', '.join(SYNAPSE_KINDS)})")
         if network.layers and network.layers[-1].is_readout:
             raise r.fail(where, "a layer follows the readout layer")
-        source = len(network.layers) - 1 if network.layers else INPUT
-        synapse = SYNAPSE_KINDS[kind].read_netx(r, group, where, network.source_shape(source), False)
-        network.layers.append(_read_layer(r, group, where, network, Edge(source, synapse)))
+        kind_class = SYNAPSE_KINDS[kind]
+        if version == 1:
+            if kind_class.operands > 1:
+                raise r.fail(where, f"a '{kind}' layer needs format version 2")
+            sources = [len(network.layers) - 1 if network.layers else INPUT]
+        else:
+            sources = [_read_source(r, group, key, where, network, layer_of)
+                       for key in ("source", "operand")[:kind_class.operands]]
+        shapes = {"operand_shape": network.source_shape(sources[1])} if len(sources) > 1 else {}
+        synapse = kind_class.read_netx(r, group, where, network.source_shape(sources[0]), False, **shapes)
+        edge = Edge(sources[0], synapse, *sources[1:])
+        network.layers.append(_read_layer(r, group, where, network, edge))
+        if version > 1:
+            for key, source in zip(("source", "operand"), edge.sources):
+                delay, expected = r.scalar(group, f"{key}Delay", where), network.edge_delay(len(network.layers) - 1,
+                                                                                             edge, source)
+                if delay != expected:
+                    raise r.fail(where, f"misaligned: '{key}Delay' is {delay} steps, but its spikes meet the "
+                                        f"node's other inputs only after {expected}")
         if "skip" in group:
             _read_skip(r, group["skip"], f"{where}/skip", network, layer_of)
         layer_of[int(name)] = len(network.layers) - 1
@@ -374,6 +414,30 @@ def _read_skip(r: _Reader, group: h5py.Group, where: str, network: SpikingNetwor
                             f"layer's other input only after {expected}")
 
 
+def _read_source(r: _Reader, group: h5py.Group, key: str, where: str, network: SpikingNetwork,
+                 layer_of: dict[int, int]) -> int:
+    """The node a format-2 edge comes from: ``key`` names an earlier group (the input, or a layer with neurons)."""
+    number = r.scalar(group, key, where)
+    node = layer_of.get(number)
+    if node is None or (node != INPUT and network.layers[node].is_readout):
+        raise r.fail(where, f"'{key}' layer/{number} is not the input or an earlier layer with neurons")
+    return node
+
+
+def _neuron_kind(r: _Reader, neuron_type: str, readout: bool, network: SpikingNetwork, where: str) -> type:
+    """The registered neuron kind of a ``neuron/type`` (``ACCEMIT``: the readout by its flag, else the hidden
+    kind of the network's encoding)."""
+    if neuron_type == NEURON_TYPE:
+        return NEURON_KINDS["readout"] if readout else network.emitter
+    kinds = {cls.netx_type: cls for cls in NEURON_KINDS.values() if cls.netx_type != NEURON_TYPE}
+    if neuron_type not in kinds:
+        raise r.fail(where, f"unknown neuron type '{neuron_type}' (lava-deploy runs {NEURON_TYPE}, "
+                     f"{', '.join(sorted(kinds))}; stock netx CUBA networks run through lava-dl's netx)")
+    if readout:
+        raise r.fail(where, f"a {neuron_type} neuron cannot be the readout")
+    return kinds[neuron_type]
+
+
 def _read_layer(r: _Reader, group: h5py.Group, where: str, network: SpikingNetwork, main: Edge) -> Layer:
     """The bias and neuron of the layer whose main synapse was just read."""
     out = main.synapse.output_shape
@@ -383,14 +447,11 @@ def _read_layer(r: _Reader, group: h5py.Group, where: str, network: SpikingNetwo
         raise r.fail(where, "missing group 'neuron'")
     neuron, nwhere = group["neuron"], f"{where}/neuron"
     neuron_type = r.text(neuron, "type", nwhere)
-    if neuron_type != NEURON_TYPE:
-        raise r.fail(nwhere, f"unknown neuron type '{neuron_type}' (lava-deploy runs {NEURON_TYPE}; "
-                     "stock netx CUBA networks run through lava-dl's netx)")
     T = network.time_steps
     p = {k: r.scalar(neuron, k, nwhere, low, high) for k, (low, high) in {
         "timeSteps": (T, T), "readout": (0, 1), "levels": (0, (1 << T) - 1), "scaleExp": (0, chip.STATE_BITS - 1),
         "vThMant": (1, chip.STATE_LIMIT), "accumulateShift": (1, chip.INPUT_BITS_MAX), "phase": (0, 1 << 31)}.items()}
-    model = (NEURON_KINDS["readout"] if p["readout"] else network.emitter).from_netx(p)
+    model = _neuron_kind(r, neuron_type, bool(p["readout"]), network, nwhere).read_netx(r, neuron, nwhere, p)
     graded = r.scalar(neuron, "gradedSpike", nwhere, 0, 1) if "gradedSpike" in neuron else 0
     expected_graded = model.netx_keys(T).get("gradedSpike", 0)
     layer = Layer([main], model, bias, accumulate_shift=p["accumulateShift"])

@@ -17,8 +17,9 @@ from lava_deploy.network.graph import BIT_SERIAL, Neuron, register_neuron
 
 
 def popcount(codes: np.ndarray) -> np.ndarray:
-    """The 1-bits of each code: the spikes a bit-serial neuron sends for it."""
-    codes = codes.astype(np.int64)
+    """The 1-bits of each code's magnitude: the spikes a bit-serial neuron sends for it (a signed code's spikes
+    carry its sign)."""
+    codes = np.abs(codes.astype(np.int64))
     count = np.zeros_like(codes)
     while codes.any():
         count += codes & 1

@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from lava_deploy.network.graph import INPUT, Layer, SpikingNetwork, encode_input_digits
+from lava_deploy.network.graph import INPUT, Edge, Layer, SpikingNetwork, encode_input_digits
 
 
 @dataclass
@@ -28,9 +28,9 @@ class ReferenceResult:
 
     Attributes:
         logits: int64 ``(N, classes)``, the readout layer's potentials.
-        codes: per hidden layer, int64 ``(N, C, H, W)`` activation codes.
+        codes: per hidden layer, int64 ``(N, C, H, W)`` activation codes (negative ones from signed neurons).
         spikes: per hidden layer, ``(N, steps, C, H, W)`` messages (spike mode only): bool spikes
-            ``(N, T, ...)`` bit-serial, uint8 payloads ``(N, 1, ...)`` graded.
+            ``(N, T, ...)`` bit-serial, int8 -1/0/1 from a signed layer, uint8 payloads ``(N, 1, ...)`` graded.
     """
 
     logits: np.ndarray
@@ -87,30 +87,35 @@ def _bias(layer: Layer, dtype: torch.dtype) -> torch.Tensor:
     return torch.from_numpy(layer.bias).to(dtype).view(1, len(layer.bias), *(layer.bias.shape[1:] or (1, 1)))
 
 
+def _operands(outputs: dict, edge: Edge):
+    """What an edge's synapse takes: its source's tensor, or (A, B) for a product."""
+    return outputs[edge.source] if edge.operand is None else (outputs[edge.source], outputs[edge.operand])
+
+
 def _run_codes(network: SpikingNetwork, codes: np.ndarray, single: bool) -> ReferenceResult:
-    """Code level: ``k = clip(floor((sum over edges of w k_source + b) / S), 0, L)`` per layer."""
+    """Code level: ``k = clip(floor((sum over edges of w k_source + b) / S), 0, L)`` per layer (or the layer's
+    function of its input codes, ``docs/transformer-arithmetic.md``)."""
     dtype = torch.float32 if single else torch.float64
     outputs = {INPUT: torch.from_numpy(codes).to(dtype)}
     for i, layer in enumerate(network.layers):
-        u = sum(edge.synapse.current(outputs[edge.source], single) for edge in layer.inputs) + _bias(layer, dtype)
+        u = sum(edge.synapse.current(_operands(outputs, edge), single) for edge in layer.inputs) + _bias(layer, dtype)
         outputs[i] = layer.neuron.codes(u)
     hidden = [outputs[i].to(torch.int64).numpy() for i in range(len(network.layers) - 1)]
     return ReferenceResult(logits=outputs[len(network.layers) - 1].to(torch.int64).numpy(), codes=hidden)
 
 
 def _run_spikes(network: SpikingNetwork, codes: np.ndarray, single: bool) -> ReferenceResult:
-    """Spike level: every layer accumulates a sample's planes (Horner), adds its bias, then emits its messages:
-    T bit planes bit-serial, one graded payload graded."""
+    """Spike level: every layer accumulates a sample's planes (Horner, or a product's identity), adds its bias,
+    then emits its messages: T bit planes bit-serial (signed ones from signed neurons and function units), one
+    graded payload graded."""
     T, steps, dtype = network.time_steps, network.steps_per_sample, torch.float32 if single else torch.float64
     planes = {INPUT: torch.from_numpy(encode_input_digits(codes, network.input_bits, steps)).to(dtype)}
     hidden, spike_trains = [], []
     for i, layer in enumerate(network.layers):
-        # Accumulate phase: u <- 2^m u + sum of w s_j over the edges, most significant plane first; every
-        # edge's plane j of the same sample arrives in the same step (the edges' delays align them).
-        u = torch.zeros((len(codes), *layer.output_shape), dtype=dtype)
-        for j in range(steps):
-            u = u * float(1 << layer.accumulate_shift) + sum(edge.synapse.current(planes[edge.source][j], single)
-                                                            for edge in layer.inputs)
+        # Accumulate phase: u <- 2^m u + w s_j per edge, most significant plane first; every edge's plane j of
+        # the same sample arrives in the same step (the edges' delays align them), and the neurons sum the edges.
+        u = sum(edge.synapse.accumulate(_operands(planes, edge), layer.accumulate_shift, single)
+                for edge in layer.inputs)
         u = u + _bias(layer, dtype)
         if layer.is_readout:
             logits = layer.neuron.codes(u)

@@ -5,7 +5,7 @@ import numpy as np
 
 from lava_deploy import chip
 from lava_deploy.errors import DeployError
-from lava_deploy.network.graph import INPUT, SpikingNetwork
+from lava_deploy.network.graph import BIT_SERIAL, INPUT, SpikingNetwork
 
 
 def validate_network(network: SpikingNetwork) -> None:
@@ -45,19 +45,33 @@ def validate_network(network: SpikingNetwork) -> None:
         if not layer.is_readout and layer.neuron.encoding != network.encoding:
             raise DeployError(f"{where}: a {layer.neuron.kind} neuron in a {network.encoding} network (its hidden "
                               f"layers are {emitter.kind})")
-        from_input = {edge.source == INPUT for edge in layer.inputs}
+        if layer.synapse.operands > 1 and len(layer.inputs) > 1:
+            raise DeployError(f"{where}: a {layer.synapse.kind} node takes no further edges")
+        if layer.synapse.operands > 1 and INPUT in layer.inputs[0].sources:
+            raise DeployError(f"{where}: a {layer.synapse.kind} takes the codes of layers, not the input's digits")
+        from_input = {source == INPUT for edge in layer.inputs for source in edge.sources}
         if len(from_input) > 1:
             raise DeployError(f"{where}: edges from the input and from layers carry different bits per step")
         for k, edge in enumerate(layer.inputs):
             what = f"{where}: " + ("shortcut " if k else "")
-            if edge.source != INPUT and not 0 <= edge.source < i:
-                raise DeployError(f"{what}source {edge.source} is not the input or an earlier layer")
-            if edge.source != INPUT and network.layers[edge.source].is_readout:
-                raise DeployError(f"{what}source {edge.source} is the readout layer")
             synapse = edge.synapse
-            if tuple(synapse.input_shape) != tuple(network.source_shape(edge.source)):
-                raise DeployError(f"{what}synapse takes {tuple(synapse.input_shape)}, its source sends "
-                                  f"{tuple(network.source_shape(edge.source))}")
+            if len(edge.sources) != synapse.operands:
+                raise DeployError(f"{what}a {synapse.kind} synapse takes {synapse.operands} operand(s), the edge "
+                                  f"names {len(edge.sources)}")
+            if synapse.operands > 1 and network.encoding != BIT_SERIAL:
+                raise DeployError(f"{what}a {synapse.kind} synapse multiplies bit planes: a {network.encoding} "
+                                  "network cannot hold one (a Transformer is sent bit-serially only)")
+            problem = synapse.shape_problem()
+            if problem:
+                raise DeployError(f"{what}{problem}")
+            for source, shape in zip(edge.sources, synapse.operand_shapes):
+                if source != INPUT and not 0 <= source < i:
+                    raise DeployError(f"{what}source {source} is not the input or an earlier layer")
+                if source != INPUT and network.layers[source].is_readout:
+                    raise DeployError(f"{what}source {source} is the readout layer")
+                if tuple(shape) != tuple(network.source_shape(source)):
+                    raise DeployError(f"{what}synapse takes {tuple(shape)}, its source sends "
+                                      f"{tuple(network.source_shape(source))}")
             if synapse.output_shape != layer.output_shape:
                 raise DeployError(f"{what}synapse gives {synapse.output_shape}, the neurons are {layer.output_shape}")
             if not chip.WEIGHT_EXP_MIN <= synapse.weight_exp <= chip.WEIGHT_EXP_MAX:

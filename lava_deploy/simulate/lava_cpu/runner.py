@@ -98,6 +98,10 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
     """
     if schedule not in ("pipelined", "reset"):
         raise ValueError(f"unknown schedule '{schedule}': use pipelined or reset")
+    unsupported = sorted({layer.neuron.kind for layer in network.layers if layer.neuron.signed}
+                         | {layer.synapse.kind for layer in network.layers if layer.synapse.operands > 1})
+    if unsupported:
+        raise DeployError(f"Lava has no process for {', '.join(unsupported)} nodes yet: use --backend reference")
     if loihi2:      # the loihi2 backend's require() has checked for lava-loihi before any work
         if any(len(layer.inputs) > 1 for layer in network.layers):
             raise DeployError("residual shortcuts are not mapped onto Loihi 2 yet (their spike delay is a CPU "
