@@ -256,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     p = verbs.add_parser("train", help="train a QCFS network and save a checkpoint", parents=[with_data_dir])
-    p.add_argument("--model", default="cnn", choices=["mlp", "cnn", "resnet"], help="model family")
+    p.add_argument("--model", default="cnn", choices=["mlp", "cnn", "resnet", "vit"],
+                   help="model family (vit: a Vision Transformer, docs/transformer-arithmetic.md)")
     p.add_argument("--dataset", default="digits", help="digits, mnist5k, mnist, fashion-mnist, npz:PATH or cifar10:DIR")
     p.add_argument("--time-steps", type=int, default=3, metavar="T",
                    help="time steps per sample; QCFS levels 2**T - 1 (1..8)")

@@ -12,6 +12,7 @@ import math
 from typing import Optional, Sequence
 
 import numpy as np
+import torch
 
 from lava_deploy.convert.fold import FoldedLayer, FoldedSkip
 from lava_deploy.chip import STATE_BITS
@@ -20,6 +21,18 @@ from lava_deploy.network import (INPUT, SYNAPSE_KINDS, AccumulateEmit, ConvSynap
 
 #: Largest mantissa half: Loihi drops the lowest bit of a mixed-sign 8-bit weight.
 Q_MAX = 127
+
+
+class RoundSTE(torch.autograd.Function):
+    """Round half up forward, as :func:`_round` does (quantization-aware fine-tuning), identity backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return torch.floor(x + 0.5)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return grad
 
 
 def _round(x: np.ndarray) -> np.ndarray:

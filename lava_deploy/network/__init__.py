@@ -5,7 +5,7 @@ A new synapse or neuron kind is one module here with a ``register_synapse`` / ``
 class and one import line below (``docs/architecture.md``).
 """
 from lava_deploy.network.graph import (BIT_SERIAL, ENCODINGS, INPUT, NEURON_KINDS, SYNAPSE_KINDS, Edge, Layer, Neuron,
-                                       SpikingNetwork, Synapse, conv_output_size, encode_input_digits,
+                                       SpikingNetwork, Synapse, conv_output_size, encode_input_digits, headroom_bits,
                                        register_neuron, register_synapse)
 from lava_deploy.network.conv import ConvSynapse         # registers 'conv'
 from lava_deploy.network.dense import DenseSynapse       # registers 'dense'
@@ -18,4 +18,4 @@ from lava_deploy.network.validate import validate_network
 __all__ = ["BIT_SERIAL", "ENCODINGS", "GRADED", "INPUT", "NEURON_KINDS", "SYNAPSE_KINDS", "Edge", "Layer", "Neuron",
            "SpikingNetwork", "Synapse", "ConvSynapse", "DenseSynapse", "ProductSynapse", "AccumulateEmit",
            "GradedEmit", "Readout", "SignedEmit", "Softmax", "LayerNorm", "Lookup", "conv_output_size",
-           "encode_input_digits", "register_neuron", "register_synapse", "validate_network"]
+           "encode_input_digits", "headroom_bits", "register_neuron", "register_synapse", "validate_network"]

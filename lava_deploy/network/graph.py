@@ -150,6 +150,14 @@ class Synapse(ABC):
     def input_axons(self, tile_h: int, tile_w: int) -> int:
         """Distinct inputs feeding a core that holds a ``tile_h`` x ``tile_w`` tile of output positions."""
 
+    def fan_out_maps(self) -> list[np.ndarray]:
+        """:meth:`fan_out_map` of each operand, in the order of :attr:`Edge.sources`."""
+        return [self.fan_out_map()]
+
+    def off_chip(self) -> Optional[str]:
+        """What Loihi 2 would need beyond its neurocores to run this synapse, or None (native)."""
+        return None
+
 
 @dataclass
 class Neuron(ABC):
@@ -225,6 +233,14 @@ class Neuron(ABC):
     def read_netx(cls, reader: Any, group: "h5py.Group", where: str, keys: dict[str, int]) -> "Neuron":
         """Rebuild from the common keys, already read and range-checked, and any keys of this kind's own."""
         return cls.from_netx(keys)
+
+    def off_chip(self) -> Optional[str]:
+        """What Loihi 2 would need beyond its neurocores to run this neuron model, or None (native)."""
+        return None
+
+    def operations(self, shape: tuple[int, int, int]) -> int:
+        """Integer operations per sample beyond a neuron's update, for ``shape`` neurons (a function unit's)."""
+        return 0
 
     def validate(self, time_steps: int, where: str) -> None:
         """Refuse parameters the chip's state cannot hold (one line)."""
@@ -309,6 +325,17 @@ class Layer:
     def threshold(self, time_steps: int) -> int:
         """The first emit step's threshold theta = 2**(T-1) * S (the neuron model's)."""
         return self.neuron.threshold(time_steps)
+
+    def potential_bounds(self, ranges: list[list[tuple[int, int]]]) -> tuple[int, int]:
+        """Smallest and largest potential when each edge's operands send codes in ``ranges`` (one list per edge)."""
+        bias = self.bias.reshape(len(self.bias), -1).astype(np.int64)       # each channel's neurons
+        positive, negative = bias.max(axis=1), bias.min(axis=1)
+        for edge, edge_ranges in zip(self.inputs, ranges):
+            low, high = edge.synapse.current_bounds(edge_ranges)
+            positive, negative = positive + high, negative + low
+        low = min(int(negative.min()), int(self.bias.min()), 0)
+        high = max(int(positive.max()), int(self.bias.max()), 0)
+        return low, high
 
 
 @dataclass
@@ -413,20 +440,12 @@ class SpikingNetwork:
         bound every intermediate potential too.
         """
         layer = self.layers[index]
-        bias = layer.bias.reshape(len(layer.bias), -1).astype(np.int64)       # each channel's neurons
-        positive, negative = bias.max(axis=1), bias.min(axis=1)
-        for edge in layer.inputs:
-            low, high = edge.synapse.current_bounds([self.source_range(source) for source in edge.sources])
-            positive, negative = positive + high, negative + low
-        low = min(int(negative.min()), int(layer.bias.min()), 0)
-        high = max(int(positive.max()), int(layer.bias.max()), 0)
-        return low, high
+        return layer.potential_bounds([[self.source_range(source) for source in edge.sources]
+                                       for edge in layer.inputs])
 
     def headroom_bits(self, index: int) -> int:
         """Spare bits of layer ``index``'s 24-bit signed state (negative: it can overflow)."""
-        low, high = self.potential_bounds(index)
-        needed = max(high.bit_length(), (-low - 1).bit_length() if low < 0 else 0) + 1
-        return chip.STATE_BITS - needed
+        return headroom_bits(*self.potential_bounds(index))
 
     def headroom(self) -> list[int]:
         """Spare bits of the 24-bit state per layer (negative: overflow possible)."""
@@ -449,16 +468,23 @@ class SpikingNetwork:
         network = SpikingNetwork([], self.time_steps, self.input_bits, self.input_shape, list(self.class_names),
                                  dict(self.metadata), encoding)
         kind = network.emitter
-        if any(type(layer.neuron) is not self.emitter and not layer.is_readout for layer in self.layers) \
-                or any(edge.operand is not None for layer in self.layers for edge in layer.inputs):
+        # The readout, and a Transformer's kinds (which send in the encoding they inherit), stay as they are.
+        keep = [layer.is_readout or type(layer.neuron) is not self.emitter for layer in self.layers]
+        transformer = any(keep[:-1]) or any(edge.operand is not None for layer in self.layers for edge in layer.inputs)
+        if encoding != self.encoding and transformer:
             raise DeployError(f"a Transformer's nodes (signed neurons, products, function units) are sent "
                               f"bit-serially only, not {encoding}")
-        for layer in self.layers:
-            neuron = layer.neuron if layer.is_readout else kind(**{f.name: getattr(layer.neuron, f.name)
-                                                                  for f in fields(kind)})
+        for layer, kept in zip(self.layers, keep):
+            neuron = layer.neuron if kept else kind(**{f.name: getattr(layer.neuron, f.name) for f in fields(kind)})
             network.layers.append(Layer(list(layer.inputs), neuron, layer.bias))
             network.layers[-1].accumulate_shift = network.message_bits(layer.inputs[0].source)
         return network
+
+
+def headroom_bits(low: int, high: int) -> int:
+    """Spare bits of the 24-bit signed state for potentials in ``[low, high]`` (negative: it can overflow)."""
+    needed = max(high.bit_length(), (-low - 1).bit_length() if low < 0 else 0) + 1
+    return chip.STATE_BITS - needed
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:

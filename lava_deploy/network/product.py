@@ -10,7 +10,7 @@ an integer multiplier ``M = mantissa << exponent``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import h5py
 import numpy as np
@@ -20,6 +20,21 @@ from lava_deploy.network.graph import Synapse, register_synapse
 
 #: The two bilinear forms of attention (d: a head's channel, i: query position, j: key position).
 MODES = {"scores": "nhdi,nhdj->nhji", "mix": "nhji,nhdj->nhdi"}
+
+
+def attention_product(mode: str, heads: int, a: torch.Tensor, b: torch.Tensor,
+                      einsum: Callable = torch.einsum) -> torch.Tensor:
+    """The sums of products of :class:`ProductSynapse` for batches ``a`` ``(N, C_A, H_A, W_A)`` and ``b``
+    ``(N, C_B, H_B, W_B)``: ``(N, heads P_B, H_A, W_A)`` for scores, ``(N, C_B, H_A, W_A)`` for mix.
+
+    Batched matrix products: every sum of integer products is exact while it stays below 2**24 (float32).
+    ``einsum``: ``numpy.einsum`` for numpy arrays (Lava's models run without torch).
+    """
+    n, (channels, height, width) = len(a), a.shape[1:]
+    keys = b.shape[2] * b.shape[3]
+    out = einsum(MODES[mode], a.reshape(n, heads, channels // heads, height * width),
+                 b.reshape(n, heads, b.shape[1] // heads, keys))
+    return out.reshape(n, -1, height, width)
 
 
 @register_synapse
@@ -94,10 +109,7 @@ class ProductSynapse(Synapse):
 
     def bilinear(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """The sums of products, no multiplier: ``(N, *output_shape)``."""
-        n, heads = len(a), self.heads
-        b = b.reshape(n, heads, self.head_channels, self.tokens)
-        a = a.reshape(n, heads, -1, self.input_shape[1] * self.input_shape[2])
-        return torch.einsum(MODES[self.mode], a, b).reshape(n, *self.output_shape)
+        return attention_product(self.mode, self.heads, a, b)
 
     def current(self, x: tuple[torch.Tensor, torch.Tensor], single: bool) -> torch.Tensor:
         """``M`` times the bilinear form of the operands ``x = (A, B)`` (batched matrix products: exact sums)."""
@@ -168,6 +180,14 @@ class ProductSynapse(Synapse):
     def operand_fan_out_map(self) -> np.ndarray:
         """Additions each spike of operand B triggers: one per query position of A."""
         return np.full(self.operand_shape, self.input_shape[1] * self.input_shape[2], dtype=np.float64)
+
+    def fan_out_maps(self) -> list[np.ndarray]:
+        """A's additions per spike, then B's."""
+        return [self.fan_out_map(), self.operand_fan_out_map()]
+
+    def off_chip(self) -> str:
+        """No neurocore synapse multiplies two activations."""
+        return "an embedded core or the host (prefixes of both operands, additions per spike, one multiply by M)"
 
     def input_axons(self, tile_h: int, tile_w: int) -> int:
         """Both operands whole: a product core needs every token of B and the tile's tokens of A."""

@@ -18,6 +18,7 @@ from torch import nn
 from lava_deploy import chip
 from lava_deploy.errors import DeployError
 from lava_deploy.qcfs.activation import QCFS
+from lava_deploy.qcfs.vit import VisionTransformer, vit_spec
 
 #: Channel widths of the CNN family's conv stages.
 CNN_CHANNELS = (16, 32, 64)
@@ -93,7 +94,7 @@ class ResidualBlock(nn.Module):
         return self.act2(main + self.shortcut(x) * self.shortcut_gain)
 
 
-def model_spec(name: str, input_shape: Sequence[int], num_classes: int) -> list[dict]:
+def model_spec(name: str, input_shape: Sequence[int], num_classes: int, input_bits: int = 8) -> list[dict]:
     """Layer descriptions of a named model family for an input ``(C, H, W)``.
 
     * ``mlp``: two hidden dense layers (128, 64), BatchNorm and QCFS each.
@@ -106,6 +107,9 @@ def model_spec(name: str, input_shape: Sequence[int], num_classes: int) -> list[
     * ``resnet``: a conv-BN-QCFS stem, three basic blocks (16, 32/2, 64/2
       channels/stride; identity and 1x1 projection shortcuts), a global
       average pool, then the classifier.
+    * ``vit``: a Vision Transformer on 4x4 patches of the image (16 tokens), width 64, two pre-norm blocks of
+      4-head attention and a 128-wide GELU MLP, mean over tokens, linear head; every synaptic input a QCFS
+      code (:mod:`lava_deploy.qcfs.vit`). ``input_bits`` fixes its input codes.
     The classifier is last and has no activation: its outputs are the logits.
     """
     if name == "mlp":
@@ -136,7 +140,9 @@ def model_spec(name: str, input_shape: Sequence[int], num_classes: int) -> list[
             spec.append({"type": "pool", "size": height})
         spec.append({"type": "dense", "out": num_classes})
         return spec
-    raise DeployError(f"unknown model '{name}': use mlp, cnn or resnet")
+    if name == "vit":
+        return [vit_spec(input_shape, num_classes, input_bits)]
+    raise DeployError(f"unknown model '{name}': use mlp, cnn, resnet or vit")
 
 
 def build_model(spec: Sequence[dict], input_shape: Sequence[int], levels: int,
@@ -182,6 +188,13 @@ def build_model(spec: Sequence[dict], input_shape: Sequence[int], levels: int,
             modules.append(ResidualBlock(channels, layer["out"], stride, levels, threshold, bn=layer.get("bn", True)))
             channels = layer["out"]
             height, width = (height - 1) // stride + 1, (width - 1) // stride + 1
+        elif kind == "vit":
+            if modules or flat:
+                raise DeployError("a vit is a whole model: nothing comes before it")
+            modules.append(VisionTransformer((channels, height, width), layer["classes"], levels, layer["patch"],
+                                             layer["dim"], layer["depth"], layer["heads"], layer["mlp"],
+                                             layer["input_bits"]))
+            channels, height, width, flat = layer["classes"], 1, 1, True
         elif kind == "pool":
             size = layer["size"]
             if height % size or width % size:
@@ -206,3 +219,11 @@ def build_model(spec: Sequence[dict], input_shape: Sequence[int], levels: int,
 def qcfs_layers(model: nn.Module) -> list[QCFS]:
     """The QCFS activations of a model, in order."""
     return [m for m in model.modules() if isinstance(m, QCFS)]
+
+
+def spiking_layers(model: nn.Module) -> list[nn.Module]:
+    """The modules whose codes leave as spikes (QCFS activations, a Transformer's function units), in order.
+
+    Each has ``count_spikes`` and, after a forward pass with it set, ``spike_count`` (spikes per sample).
+    """
+    return [m for m in model.modules() if getattr(m, "emits", False)]

@@ -16,21 +16,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from lava_deploy.convert.fixed_point import Q_MAX, best_weight_shift, scale_exponents, skip_exponent
+from lava_deploy.convert.fixed_point import Q_MAX, RoundSTE, best_weight_shift, scale_exponents, skip_exponent
 from lava_deploy.convert.fold import FoldedLayer, fold_batchnorm, fold_model
+from lava_deploy.convert.vit import attach_rounding as attach_vit_rounding, find_vit
 from lava_deploy.qcfs.models import InputNormalization, ResidualBlock, build_model, qcfs_layers
-
-
-class _RoundSTE(torch.autograd.Function):
-    """Round half up forward (as fixed_point does), identity backward."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return torch.floor(x + 0.5)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return grad
 
 
 def _weight_shift(weight: torch.Tensor, layer: FoldedLayer) -> int:
@@ -46,7 +35,7 @@ class _RoundedWeight(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:  # noqa: D102
         step = 2.0 ** -_weight_shift(weight, self.layer)
-        q = torch.clamp(_RoundSTE.apply(weight * self.layer.weight_scale / step), -Q_MAX - 1, Q_MAX)
+        q = torch.clamp(RoundSTE.apply(weight * self.layer.weight_scale / step), -Q_MAX - 1, Q_MAX)
         return q * step / self.layer.weight_scale
 
 
@@ -64,7 +53,7 @@ class _RoundedSkipWeight(nn.Module):
         _, scale_exp = scale_exponents(_weight_shift(main, layer), layer.levels, self.time_steps)
         value = weight * skip.weight_scale * 2.0 ** scale_exp
         step = 2.0 ** (skip_exponent(float(value.detach().abs().max())) + 1)
-        q = torch.clamp(_RoundSTE.apply(value / step), -Q_MAX - 1, Q_MAX)
+        q = torch.clamp(RoundSTE.apply(value / step), -Q_MAX - 1, Q_MAX)
         return q * step / (skip.weight_scale * 2.0 ** scale_exp)
 
 
@@ -80,7 +69,7 @@ class _RoundedBias(nn.Module):
         weight = layer.source.parametrizations.weight.original
         _, scale_exp = scale_exponents(_weight_shift(weight, layer), layer.levels, self.time_steps)
         scale = 2.0 ** scale_exp
-        folded = _RoundSTE.apply((bias * layer.bias_scale + layer.bias_offset) * scale) / scale
+        folded = RoundSTE.apply((bias * layer.bias_scale + layer.bias_offset) * scale) / scale
         return (folded - layer.bias_offset) / layer.bias_scale
 
 
@@ -160,3 +149,28 @@ def detach_rounding(model: nn.Sequential) -> nn.Sequential:
         activation.threshold.requires_grad_(True)
     return model
 
+
+
+def start_fine_tuning(model: nn.Sequential, spec: Sequence[dict], input_shape: Sequence[int],
+                      input_bits: int) -> tuple[nn.Sequential, list[dict]]:
+    """Make the model compute with the rounding of the export, thresholds frozen.
+
+    A Sequential of layers first has its BatchNorm folded (:func:`without_batchnorm`, :func:`attach_rounding`);
+    a Vision Transformer computes its stages with their fixed-point values (:mod:`lava_deploy.convert.vit`).
+    Returns the model to fine-tune and its spec.
+    """
+    vit = find_vit(model)
+    if vit is not None:
+        attach_vit_rounding(vit, max(a.time_steps for a in qcfs_layers(model)))
+        return model, list(spec)
+    model, spec = without_batchnorm(model, spec, input_shape)
+    attach_rounding(model, input_shape, input_bits)
+    return model, spec
+
+
+def finish_fine_tuning(model: nn.Sequential) -> nn.Sequential:
+    """After fine-tuning: a Sequential keeps its rounded values as plain parameters; a Vision Transformer keeps
+    computing through its rounding (its float parameters are what the checkpoint and the export round)."""
+    if find_vit(model) is None:
+        detach_rounding(model)
+    return model

@@ -18,8 +18,8 @@ from lava_deploy.errors import DeployError
 from lava_deploy.files import check_output_file
 from lava_deploy.train.checkpoint import ModelInfo, save_checkpoint
 from lava_deploy.data.datasets import Dataset, dequantize_input, load_dataset, quantize_input
-from lava_deploy.qcfs.models import build_model, model_spec, qcfs_layers
-from lava_deploy.train.quantization_aware import attach_rounding, detach_rounding, without_batchnorm
+from lava_deploy.qcfs.models import build_model, model_spec, spiking_layers
+from lava_deploy.train.quantization_aware import finish_fine_tuning, start_fine_tuning
 
 
 @dataclass
@@ -27,7 +27,7 @@ class TrainConfig:
     """Training arguments (all recorded in the checkpoint).
 
     Attributes:
-        model: ``mlp``, ``cnn`` or ``resnet``.
+        model: ``mlp``, ``cnn``, ``resnet`` or ``vit``.
         dataset: dataset spec (``digits``, ``mnist5k``, ``npz:PATH``, ``cifar10:DIR``).
         bits: T, time steps per sample; QCFS levels L = 2**T - 1.
         input_bits: T_in, bits of the quantized input image.
@@ -91,7 +91,7 @@ def seed_everything(seed: int) -> None:
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> tuple[float, float]:
     """Float QCFS accuracy and mean spikes per sample (1-bits of all codes) on (x, y)."""
     model.eval()
-    layers = qcfs_layers(model)
+    layers = spiking_layers(model)
     correct, spikes = 0, 0.0
     with torch.no_grad():
         for layer in layers:
@@ -122,7 +122,7 @@ def train(config: TrainConfig, output: Optional[str | Path] = None, progress: bo
     data = dataset or load_dataset(config.dataset)
     seed_everything(config.seed)
     levels = (1 << config.bits) - 1
-    spec = model_spec(config.model, data.input_shape, data.num_classes)
+    spec = model_spec(config.model, data.input_shape, data.num_classes, config.input_bits)
     model = build_model(spec, data.input_shape, levels)
     # The network sees exactly the quantized image that the spiking input will carry.
     x_train = dequantize_input(quantize_input(data.x_train, config.input_bits), config.input_bits)
@@ -130,7 +130,7 @@ def train(config: TrainConfig, output: Optional[str | Path] = None, progress: bo
     y_train = torch.from_numpy(data.y_train)
 
     # Spikes are normalized per neuron, so the penalty weight does not depend on model size.
-    neurons = sum(_neurons_of(model, layer, torch.from_numpy(x_train[:1])) for layer in qcfs_layers(model))
+    neurons = sum(_neurons_of(model, layer, torch.from_numpy(x_train[:1])) for layer in spiking_layers(model))
     generator = torch.Generator().manual_seed(config.seed)
     phase = dict(x=x_train, y=y_train, neurons=neurons, generator=generator, progress=progress)
     _run_epochs(model, config, config.epochs, config.lr, desc="train", **phase)
@@ -138,10 +138,9 @@ def train(config: TrainConfig, output: Optional[str | Path] = None, progress: bo
     metrics = {"float_test_accuracy": accuracy, "float_spikes_per_sample": spikes}
     if config.qat_epochs > 0:
         metrics["float_test_accuracy_before_qat"] = accuracy
-        model, spec = without_batchnorm(model, spec, data.input_shape)
-        attach_rounding(model, data.input_shape, config.input_bits)
+        model, spec = start_fine_tuning(model, spec, data.input_shape, config.input_bits)
         _run_epochs(model, config, config.qat_epochs, config.lr * 0.1, desc="fine-tune 8-bit", **phase)
-        detach_rounding(model)
+        finish_fine_tuning(model)
         accuracy, spikes = evaluate(model, x_test, data.y_test)
         metrics.update(float_test_accuracy=accuracy, float_spikes_per_sample=spikes)
     info = ModelInfo(
@@ -161,7 +160,7 @@ def _run_epochs(model: nn.Sequential, config: TrainConfig, epochs: int, lr: floa
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * -(-len(x) // config.batch_size))
-    activations = qcfs_layers(model)
+    activations = spiking_layers(model)
     bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress)
     for epoch in bar:
         model.train()
