@@ -206,3 +206,30 @@ def test_a_product_of_the_input_or_of_mismatched_operands_is_refused():
     scores_layer.inputs.append(Edge(edge.source, ConvSynapse(np.zeros((18, 4, 1, 1), np.int64), 0, (4, 3, 3))))
     with pytest.raises(DeployError, match="takes no further edges"):
         validate_network(net)
+
+
+def test_check_says_what_loihi2_needs_and_counts_the_off_chip_operations():
+    from lava_deploy.check import estimate_energy, fit_network, measure_activity
+    from lava_deploy.network.reference import popcount
+
+    rng = np.random.default_rng(5)
+    net = random_transformer_network(rng, 3, channels=4, heads=2)
+    fit = fit_network(net)
+    off_chip = {row.index for row in fit.layers if row.needs}
+    assert off_chip == {i for i, layer in enumerate(net.layers)
+                        if layer.synapse.kind == "product" or layer.neuron.kind in ("softmax", "layernorm", "lookup")}
+    assert all(fit.layers[i].cores == 0 for i in off_chip) and not fit.deployable
+    assert any("embedded core or the host" in problem for problem in fit.problems)
+    assert any("signed spikes" in finding.message for finding in fit.findings)
+    codes = random_codes(rng, net, 20)
+    activity = measure_activity(net, codes)
+    assert [i for i, ops in enumerate(activity.unit_operations_per_layer) if ops] == sorted(off_chip)
+    scores = next(i for i, layer in enumerate(net.layers) if layer.synapse.kind == "product")
+    edge, hidden = net.layers[scores].inputs[0], run_reference(net, codes).codes
+    spikes = [popcount(hidden[source]).sum() / len(codes) for source in edge.sources]
+    tokens = 9
+    by_hand = spikes[0] * tokens + spikes[1] * tokens + net.layers[scores].num_neurons \
+        + net.layers[scores].neuron.operations(net.layers[scores].output_shape)
+    assert activity.unit_operations_per_layer[scores] == pytest.approx(by_hand)
+    energy = estimate_energy(activity)
+    assert energy.unit_nj == pytest.approx(activity.unit_operations * 3.2 / 1e3) and energy.total_nj > energy.unit_nj

@@ -78,7 +78,8 @@ def format_check(result: CheckResult) -> str:
         lines.append(f"{row.index:>2}  {row.kind:<6} {row.neurons:>8} {row.synapses:>10} {row.fan_in:>7} "
                      f"{row.fan_out:>8.1f} {row.weight_precision:<11} {_bytes(row.memory_bytes):>10} "
                      f"{row.input_axons:>8} {row.neurons_per_core:>8} {row.cores:>5}  "
-                     + (f"DOES NOT FIT: {row.problem}" if row.problem else row.limited_by))
+                     + (f"DOES NOT FIT: {row.problem}" if row.problem else
+                        f"off the neurocores: {row.needs}" if row.needs else row.limited_by))
     lines.append(f"total: {fit.cores} neurocore(s), {fit.chips} chip(s) of {fit.limits.cores_per_chip} cores")
     lines.append("")
     lines.append("fixed-point lint:")
@@ -103,6 +104,9 @@ def _energy_lines(energy: EnergyEstimate, dataset: Optional[str], limits: CoreLi
         f"  synaptic operations: {a.synaptic_ops:.0f} x {c.synaptic_op_pj} pJ = {energy.synaptic_nj:.1f} nJ",
         f"  neuron updates: {a.neuron_updates} x {c.neuron_update_pj} pJ = {energy.neuron_nj:.1f} nJ",
         f"  spike messages: {a.spikes:.0f} x {c.spike_pj} pJ = {energy.spike_nj:.2f} nJ",
+        *([f"  embedded-core operations (products, function units): {a.unit_operations:.0f} x "
+           f"{c.embedded_op_pj} pJ = {energy.unit_nj:.1f} nJ (a lower bound: no published figure)"]
+          if a.unit_operations else []),
         f"  total: {energy.total_nj:.1f} nJ  (Loihi figures of Davies et al. 2018; Loihi 2 publishes none per op)",
         f"  same network as a dense ANN: {a.macs} MACs = {energy.ann_fp32_nj:.1f} nJ at fp32 "
         f"({c.mac_fp32_pj} pJ), {energy.ann_int8_nj:.1f} nJ at int8 ({c.mac_int8_pj} pJ) (Horowitz 2014, 45 nm)",

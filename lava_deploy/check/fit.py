@@ -35,6 +35,8 @@ class LayerFit:
         cores: cores the layer needs (0 if it cannot be placed).
         limited_by: which per-core limit set ``neurons_per_core`` ("-" when the whole layer fits one core).
         problem: why the layer cannot be placed, or None.
+        needs: what Loihi 2 needs beyond its neurocores for this node (a product, a function unit), or None;
+            such a node takes no neurocore here.
     """
 
     index: int
@@ -50,6 +52,7 @@ class LayerFit:
     cores: int
     limited_by: str
     problem: str | None = None
+    needs: str | None = None
 
 
 @dataclass
@@ -98,6 +101,7 @@ def fit_network(network: SpikingNetwork, limits: CoreLimits = LOIHI2) -> FitRepo
     layers = [fits[i] for i in range(len(network.layers))]
     findings = lint(network, limits)
     problems = [f"layer {f.index} ({f.kind}): {f.problem}" for f in layers if f.problem]
+    problems += [f"layer {f.index} ({f.kind}): needs {f.needs}" for f in layers if f.needs]
     problems += [f"layer {f.layer}: {f.message}" if f.layer is not None else f.message
                  for f in findings if f.severity == "error"]
     cores = sum(f.cores for f in layers)
@@ -123,10 +127,15 @@ def _fit_layer(network: SpikingNetwork, index: int, fits: dict[int, LayerFit], l
     per_core = min(min(caps.values()), neurons)
     limited_by = min(caps, key=caps.get) if per_core < neurons else "-"
     weight = f"{limits.weight_mantissa_bits}-bit x 2^{layer.synapse.weight_exp}"
-    row = LayerFit(index, layer.synapse.kind, neurons, neurons * fan_in, fan_in, round(fan_out, 2), weight,
+    kind = layer.synapse.kind if layer.neuron.kind in ("accumulate-emit", "readout") else \
+        f"{layer.synapse.kind}>{layer.neuron.kind}"
+    row = LayerFit(index, kind, neurons, neurons * fan_in, fan_in, round(fan_out, 2), weight,
                    neurons * per_neuron_bytes, _input_axons(layer, max(per_core, 1)), per_core,
                    math.ceil(neurons / per_core) if per_core else 0, limited_by)
-    if per_core < 1:
+    needs = [what for what in (layer.synapse.off_chip(), layer.neuron.off_chip()) if what]
+    if needs:
+        row.needs, row.cores = needs[0], 0
+    elif per_core < 1:
         row.problem = _why_not(layer, limited_by, per_neuron_bytes, limits)
     return row
 
@@ -190,6 +199,9 @@ def lint(network: SpikingNetwork, limits: CoreLimits = LOIHI2) -> list[Finding]:
         if not layer.is_readout and layer.threshold(network.time_steps) >= state_max:
             findings.append(Finding("error", i, f"threshold {layer.threshold(network.time_steps)} does not fit "
                                                 f"the {limits.state_bits}-bit state"))
+    if any(layer.neuron.signed for layer in network.layers):
+        findings.append(Finding("ok", None, "signed spikes (-1, 0, 1) travel as 2-bit graded spikes, or binary "
+                                            "spikes on a second, negative axon"))
     for source in (INPUT, *range(len(network.layers) - 1)):        # payload bits of every node that sends
         bits, what = network.message_bits(source), "input digits" if source == INPUT else "codes"
         layer = 0 if source == INPUT else source

@@ -74,6 +74,10 @@ class EnergyCosts:
             spike's message is charged the same (an assumption, as above).
         mac_fp32_pj: one 32-bit float multiply-accumulate (3.7 + 0.9 pJ) [horowitz2014].
         mac_int8_pj: one 8-bit integer multiply-accumulate (0.2 + 0.03 pJ) [horowitz2014].
+        embedded_op_pj: one integer operation of a node the neurocores cannot run (a product's additions,
+            a function unit's lookups, divisions and roots), charged as a 32-bit integer multiply and add
+            (3.1 + 0.1 pJ) [horowitz2014]. Intel publishes no energy per instruction of Loihi 2's embedded
+            cores, which spend far more on fetching and decoding it: a lower bound.
 
     Intel has not published per-operation energies for Loihi 2, so the neuromorphic
     figures are first-generation Loihi's (14 nm); the ANN figures are for 45 nm.
@@ -85,6 +89,7 @@ class EnergyCosts:
     spike_pj: float = 1.7
     mac_fp32_pj: float = 4.6
     mac_int8_pj: float = 0.23
+    embedded_op_pj: float = 3.2
 
 
 LOIHI2 = CoreLimits()

@@ -162,6 +162,8 @@ def layer_summary(network: SpikingNetwork) -> list[dict]:
             "levels": layer.levels,
             "headroom_bits": spare,
             "neuron": layer.neuron.kind,
+            "source": layer.inputs[0].source,
+            "operand": layer.inputs[0].operand,
             "skip_from": next((edge.source for edge in layer.inputs[1:] if edge.source != INPUT), None),
         })
     return rows
@@ -170,7 +172,7 @@ def layer_summary(network: SpikingNetwork) -> list[dict]:
 def format_info(summary: dict) -> str:
     """:func:`info`'s dict as the table ``lava-deploy info`` prints."""
     head = f"{'#':>2}  {'type':<6} {'input (C,H,W)':<15} {'output':<15} {'fan-in':>7} {'w bits':>6} " \
-           f"{'w exp':>5} {'scale':>5} {'L':>3} {'headroom':>8}  skip"
+           f"{'w exp':>5} {'scale':>5} {'L':>3} {'headroom':>8}  inputs"
     lines = [head, "-" * len(head)]
     for row in summary["layers"]:
         levels = "out" if row["neuron"] == "readout" else row["levels"]
@@ -178,7 +180,10 @@ def format_info(summary: dict) -> str:
                      f"{str(row['output_shape']):<15} {row['fan_in']:>7} {row['weight_bits']:>6} "
                      f"{row['weight_exp']:>5} {'2^' + str(row['scale_exp']):>5} {levels:>3} "
                      f"{str(row['headroom_bits']) + ' bits':>8}"
-                     + (f"  + layer {row['skip_from']}" if row["skip_from"] is not None else ""))
+                     + (f"  layer {row['source']}" if row["source"] not in (INPUT, row["index"] - 1) else "")
+                     + (f"  x layer {row['operand']}" if row["operand"] is not None else "")
+                     + (f"  + layer {row['skip_from']}" if row["skip_from"] is not None else "")
+                     + (f"  -> {row['neuron']}" if row["neuron"] not in ("accumulate-emit", "readout") else ""))
     inp = summary["input"]
     pace = (f"pipelined: steps per sample {summary['steps_per_sample']}, latency {summary['latency_steps']} "
             "steps")

@@ -98,9 +98,24 @@ class FunctionUnit(Neuron):
         """``clip(floor(u / S), -L_in, L_in)`` of integer potentials (an arithmetic shift: a floor)."""
         return np.clip(np.asarray(potential, np.int64) >> self.scale_exp, -self.input_levels, self.input_levels)
 
+    #: What it computes, for ``lava-deploy check``'s note on what Loihi 2 would need.
+    work: ClassVar[str] = ""
+    #: Integer operations per output code (and per position, for a function over channels).
+    operations_per_code: ClassVar[int] = 1
+    operations_per_position: ClassVar[int] = 0
+
     @abstractmethod
     def function(self, codes: np.ndarray) -> np.ndarray:
         """The unit's integer function of input codes ``(N, C, H, W)`` (int64 in, int64 out)."""
+
+    def off_chip(self) -> str:
+        """A function unit runs on an embedded core or the host, fed by and feeding graded spikes."""
+        return f"an embedded core or the host ({self.work})"
+
+    def operations(self, shape: tuple[int, int, int]) -> int:
+        """``operations_per_code`` per output code plus ``operations_per_position`` per position."""
+        channels, height, width = shape
+        return height * width * (channels * self.operations_per_code + self.operations_per_position)
 
     def integer_codes(self, potential: np.ndarray) -> np.ndarray:
         """Output codes of integer potentials ``(N, C, H, W)``: what the reference and Lava's model compute."""
@@ -175,6 +190,9 @@ class Softmax(FunctionUnit):
 
     kind = "softmax"
     netx_type = "SOFTMAX"
+    work = "table lookups, a sum, integer divisions"
+    #: max, subtract, lookup, add to the sum, multiply by K, divide
+    operations_per_code = 6
     table: np.ndarray = field(default_factory=lambda: np.ones(3, np.int64))
     gain: int = 1
     groups: int = 1
@@ -218,6 +236,10 @@ class LayerNorm(FunctionUnit):
 
     kind = "layernorm"
     netx_type = "LAYERNORM"
+    work = "sums, an integer square root, integer divisions"
+    #: sum, square, add square, deviation, multiply by G, divide, clip; a root (two steps per bit) per position
+    operations_per_code = 7
+    operations_per_position = 2 * 24
     gain: int = 1
     sqrt_bits: int = functions.SQRT_BITS
     own_scalars = {"gain": (1, 1 << 16), "sqrtBits": (0, 16)}
@@ -238,6 +260,7 @@ class Lookup(FunctionUnit):
 
     kind = "lookup"
     netx_type = "LOOKUP"
+    work = "a table lookup per code"
     table: np.ndarray = field(default_factory=lambda: np.zeros(3, np.int64))
 
     @property

@@ -89,5 +89,5 @@ def stock_backend() -> Backend:
 
 def spikes_per_layer(spikes: list[np.ndarray]) -> list[float]:
     """Mean spikes per sample in each layer of ``(N, ...)`` spike records (a graded spike is one, whatever its
-    payload)."""
+    payload; a signed spike of -1 counts as one)."""
     return [float((s != 0).reshape(len(s), -1).sum(axis=1).mean()) for s in spikes]

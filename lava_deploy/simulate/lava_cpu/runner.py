@@ -80,8 +80,8 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
         network: the integer network.
         codes: input codes (N, C, H, W).
         labels: labels (N,), carried through the network beside the spikes.
-        record_spikes: keep every hidden-layer spike, (N, T, C, H, W) bool per layer (graded: (N, 1, C, H, W)
-            uint8 payloads).
+        record_spikes: keep every hidden-layer spike, (N, T, C, H, W) per layer: bool, int8 for signed spikes
+            (graded: (N, 1, C, H, W) uint8 payloads).
         fast_conv: run Conv with this package's vectorized bit-exact model instead of lava-nc's
             (which is 100x slower and requires weight exponent 0).
         schedule: ``pipelined`` (a new sample every T steps, or every step graded) or ``reset`` (one sample per run, every neuron
@@ -98,11 +98,12 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
     """
     if schedule not in ("pipelined", "reset"):
         raise ValueError(f"unknown schedule '{schedule}': use pipelined or reset")
-    unsupported = sorted({layer.neuron.kind for layer in network.layers if layer.neuron.signed}
-                         | {layer.synapse.kind for layer in network.layers if layer.synapse.operands > 1})
-    if unsupported:
-        raise DeployError(f"Lava has no process for {', '.join(unsupported)} nodes yet: use --backend reference")
     if loihi2:      # the loihi2 backend's require() has checked for lava-loihi before any work
+        off_chip = sorted({layer.neuron.kind for layer in network.layers if layer.neuron.signed}
+                          | {layer.synapse.kind for layer in network.layers if layer.synapse.operands > 1})
+        if off_chip:
+            raise DeployError(f"{', '.join(off_chip)} nodes have no Loihi 2 process model (they need embedded "
+                              "cores or the host; see lava-deploy check): use --backend lava-cpu")
         if any(len(layer.inputs) > 1 for layer in network.layers):
             raise DeployError("residual shortcuts are not mapped onto Loihi 2 yet (their spike delay is a CPU "
                               "process): use --backend lava-cpu")
@@ -124,7 +125,8 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
         outputs = {"logits": ((n, network.layers[-1].num_neurons), np.int64), "labels": ((n,), np.int64),
                    "progress": ((1,), np.int64)}
         if record_spikes:
-            outputs.update({f"spikes_{i}": ((n, pace, layer.num_neurons), np.uint8) for i, layer in enumerate(hidden)})
+            outputs.update({f"spikes_{i}": ((n, pace, layer.num_neurons), np.int8 if layer.neuron.signed else np.uint8)
+                            for i, layer in enumerate(hidden)})
         for name, (shape, dtype) in outputs.items():
             np.lib.format.open_memmap(job / f"{name}.npy", mode="w+", dtype=dtype, shape=shape).flush()
         (job / "job.json").write_text(json.dumps({"kind": "loihi2" if loihi2 else "accumulate-emit",
@@ -134,9 +136,11 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
         done = json.loads((job / "done.json").read_text())
         spikes = None
         if record_spikes:
-            # binary spikes as bool, graded payloads as the uint8 codes they are (the reference's layouts)
-            kind = bool if network.encoding == BIT_SERIAL else np.uint8
-            spikes = [np.load(job / f"spikes_{i}.npy").astype(kind).reshape(n, pace, *layer.output_shape)
+            # binary spikes as bool, signed ones as int8, graded payloads as the uint8 codes they are (the
+            # reference's layouts)
+            def kind(layer):
+                return np.int8 if layer.neuron.signed else bool if network.encoding == BIT_SERIAL else np.uint8
+            spikes = [np.load(job / f"spikes_{i}.npy").astype(kind(layer)).reshape(n, pace, *layer.output_shape)
                       for i, layer in enumerate(hidden)]
         result = LavaResult(logits=np.load(job / "logits.npy"), labels=np.load(job / "labels.npy"), spikes=spikes,
                             steps_run=done["steps_run"], latency_steps=network.latency_steps,

@@ -35,6 +35,7 @@ from lava_deploy.simulate.loihi2 import hardware_run_config
 from lava_deploy.simulate.lava_cpu.process.models import PyConvModelFast
 from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, BiasReplay, DigitSource, GradedEmit,
                                                            LogitSink, SpikeDelay, SpikeRecorder, SpikeReplay)
+from lava_deploy.simulate.lava_cpu.process.units import CodeUnit, ProductUnit
 
 
 #: prctl(2) option asking Linux for a signal when the parent process dies.
@@ -140,7 +141,7 @@ class LavaNetwork:
     """The built processes, and the steps that stream ``samples`` samples through them."""
 
     source: DigitSource
-    neurons: list[AccumulateEmit | GradedEmit]
+    neurons: list[AbstractProcess]
     sink: LogitSink
     steps: int
 
@@ -180,10 +181,15 @@ def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
         ports[INPUT], record = adapter.out, False
     neurons = []
     for i, layer in enumerate(network.layers):
-        neuron = _neuron(network, i, num_samples, errors,
-                         str(job / f"spikes_{i}.npy") if record and not layer.is_readout else None)
-        for edge in layer.inputs:
-            _connect(network, i, edge, ports[edge.source], neuron, errors)
+        neuron = _node_process(network, i, num_samples, errors,
+                               str(job / f"spikes_{i}.npy") if record and not layer.is_readout else None)
+        if layer.synapse.operands > 1:      # a product node receives its operands' spikes itself, one step
+            edge = layer.inputs[0]          # later, as a synapse process would deliver them
+            for operand, port in zip(edge.sources, (neuron.a_in, neuron.b_in)):
+                _delayed(network, i, edge, operand, ports[operand], errors, synapse_step=1).connect(port)
+        else:
+            for edge in layer.inputs:
+                _connect(network, i, edge, ports[edge.source], neuron, errors)
         neurons.append(neuron)
         ports[i] = neuron.s_out
     readout_step = 1 + network.accumulate_start(len(network.layers) - 1)     # Lava counts steps from 1
@@ -199,10 +205,11 @@ def build(network: SpikingNetwork, job: Path, num_samples: int, record: bool,
     return LavaNetwork(source, neurons, sink, readout_step + stream_length * steps - 1)
 
 
-def _neuron(network: SpikingNetwork, index: int, num_samples: int, error_dir: str,
-            record_path: Optional[str]) -> AccumulateEmit | GradedEmit:
-    """Layer ``index``'s neurons as the Lava process of their kind: graded, or accumulate-emit (the readout too)."""
-    layer = network.layers[index]
+def _node_process(network: SpikingNetwork, index: int, num_samples: int, error_dir: str,
+                  record_path: Optional[str]) -> AbstractProcess:
+    """Layer ``index``'s neurons as the Lava process of their kind: graded, accumulate-emit (the readout too), a
+    signed neuron or function unit (:class:`CodeUnit`), or a product node (:class:`ProductUnit`)."""
+    layer, T = network.layers[index], network.time_steps
     shape = layer.synapse.lava_shape(layer.output_shape)
     common = dict(shape=shape, bias=layer.neuron_bias.transpose().reshape(shape),
                   first_step=1 + network.accumulate_start(index),
@@ -210,25 +217,43 @@ def _neuron(network: SpikingNetwork, index: int, num_samples: int, error_dir: st
                   name=f"layer {index} ({layer.synapse.kind})")
     if isinstance(layer.neuron, GradedNeuron):
         return GradedEmit(scale_exp=layer.neuron.scale_exp, levels=layer.levels, **common)
-    return AccumulateEmit(vth=layer.threshold(network.time_steps), clamp=layer.levels << layer.neuron.scale_exp,
+    neuron = (layer.neuron.kind, {"timeSteps": T, **layer.neuron.netx_keys(T)})
+    if layer.synapse.operands > 1:
+        synapse = layer.synapse
+        return ProductUnit(a_shape=synapse.lava_shape(synapse.input_shape),
+                           b_shape=synapse.lava_shape(synapse.operand_shape), time_steps=T,
+                           product=(synapse.mode, synapse.heads, synapse.multiplier), neuron=neuron, **common)
+    if layer.neuron.signed:
+        return CodeUnit(neuron=neuron, accumulate_shift=layer.accumulate_shift, time_steps=T, **common)
+    return AccumulateEmit(vth=layer.threshold(T), clamp=layer.levels << layer.neuron.scale_exp,
                           time_steps=network.steps_per_sample, accumulate_shift=layer.accumulate_shift,
                           readout=layer.is_readout, **common)
 
 
 def _message_bits(network: SpikingNetwork, source: int) -> int:
-    """Lava's ``num_message_bits`` for a node's spikes: its payload bits when they are more than one, else 0
-    (binary)."""
+    """Lava's ``num_message_bits`` for a node's spikes: 2 for signed spikes (a sign and a bit), else its payload
+    bits when they are more than one, else 0 (binary)."""
+    if source != INPUT and network.layers[source].neuron.signed:
+        return 2
     bits = network.message_bits(source)
     return bits if bits > 1 else 0
 
 
-def _connect(network: SpikingNetwork, index: int, edge: Edge, port, neuron: AccumulateEmit, error_dir: str) -> None:
-    """Source spikes -> delay (so every edge carries one sample) -> the edge's synapse -> the layer's neurons."""
-    delay = network.edge_delay(index, edge)
+def _delayed(network: SpikingNetwork, index: int, edge: Edge, source: int, port, error_dir: str,
+             synapse_step: int = 0):
+    """``port``, held for the edge's delay from ``source`` (so that every edge carries one sample), plus
+    ``synapse_step`` where no synapse process adds its step."""
+    delay = network.edge_delay(index, edge, source) + synapse_step
     if delay:
-        hold = SpikeDelay(shape=port.shape, delay=delay, error_dir=error_dir, name=f"layer {index} shortcut delay")
+        hold = SpikeDelay(shape=port.shape, delay=delay, error_dir=error_dir, name=f"layer {index} input delay")
         port.connect(hold.s_in)
         port = hold.s_out
+    return port
+
+
+def _connect(network: SpikingNetwork, index: int, edge: Edge, port, neuron: AbstractProcess, error_dir: str) -> None:
+    """Source spikes -> delay (so every edge carries one sample) -> the edge's synapse -> the layer's neurons."""
+    port = _delayed(network, index, edge, edge.source, port, error_dir)
     synapse = edge.synapse
     expected = synapse.lava_shape(synapse.input_shape)
     if tuple(port.shape) != tuple(expected):
