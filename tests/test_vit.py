@@ -99,3 +99,12 @@ def test_cli_trains_exports_and_runs_a_vit(tmp_path, capsys):
     assert main(["info", str(net)]) == 0
     out = capsys.readouterr().out
     assert "-> softmax" in out and "-> layernorm" in out and "x layer" in out
+
+
+def test_nir_export_refuses_a_transformer_in_one_line():
+    from lava_deploy.errors import DeployError
+    from lava_deploy.export.nir_graph import to_nir
+
+    network = convert_vit(_tiny_vit(2, 7), 3, ["a", "b", "c"])
+    with pytest.raises(DeployError, match="signed-emit node has no NIR form"):
+        to_nir(network)

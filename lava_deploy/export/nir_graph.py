@@ -73,7 +73,7 @@ def to_nir(network: SpikingNetwork) -> "nir.NIRGraph":
 
     Raises:
         DeployError: nir is not installed, or a synapse has no NIR form (a conv fed by a dense layer:
-            NIR 1.0 has no reshape node).
+            NIR 1.0 has no reshape node), or a node has none (a Transformer's).
     """
     require_nir()
     import nir
@@ -83,6 +83,9 @@ def to_nir(network: SpikingNetwork) -> "nir.NIRGraph":
     flat = {INPUT: False}     # whether a node's NIR output is a vector (a dense layer's) rather than a (C, H, W) map
 
     for i, layer in enumerate(network.layers):
+        if layer.neuron.kind not in ("accumulate-emit", "readout"):
+            raise DeployError(f"layer {i}: a {layer.neuron.kind} node has no NIR form (NIR has no signed neuron, "
+                              "product of activations or function unit)")
         target = "output" if layer.is_readout else f"layer{i}_if"
         for k, edge in enumerate(layer.inputs):
             name = f"layer{i}" + (f"_shortcut{k}" if k else "")
