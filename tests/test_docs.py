@@ -16,8 +16,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -87,7 +88,7 @@ def digit_planes(codes: np.ndarray, digit_bits: int, time_steps: int) -> list[np
 
 @dataclass
 class Synapse:
-    """A dense or conv synapse: integer weights as stored (already mantissa << exponent)."""
+    """A dense, conv or product synapse: integer weights as stored (already mantissa << exponent)."""
 
     kind: str
     weight: np.ndarray
@@ -95,6 +96,8 @@ class Synapse:
     padding: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
+    mode: str = ""     # a product's scores or mix, per head
+    heads: int = 1
 
 
 @dataclass
@@ -110,6 +113,10 @@ class Layer:
     accumulate_shift: int
     skip_source: Optional[int] = None
     skip: Optional[Synapse] = None
+    source: int = 0                     # the group its main input comes from (format 1: the one before)
+    operand: Optional[int] = None       # a product's second operand's group
+    neuron_type: str = "ACCEMIT"
+    unit: dict = field(default_factory=dict)        # a format-2 neuron's own keys (inputLevels, table, ...)
 
 
 @dataclass
@@ -136,7 +143,7 @@ def _text(dataset: h5py.Dataset) -> str:
 
 
 def _conv(group: h5py.Group, with_groups: bool) -> Synapse:
-    """A conv synapse; a shortcut (``with_groups`` False) has no dilation or groups keys: 1 and 1."""
+    """A conv synapse; a format-1 shortcut (``with_groups`` False) has no dilation or groups keys: 1 and 1."""
     return Synapse("conv", np.asarray(group["weight"][()], dtype=np.int64), _pair(group["stride"][()]),
                    _pair(group["padding"][()]),
                    _pair(group["dilation"][()]) if with_groups else (1, 1),
@@ -147,19 +154,27 @@ def read_network(path: Path) -> Network:
     """The layers of a lava-deploy netx file, in group order, flatten groups skipped."""
     with h5py.File(path, "r") as f:
         attrs = f["lava_deploy"].attrs
-        layers = []
+        layers, previous = [], 0
         for name in sorted(f["layer"], key=int)[1:]:
             group = f["layer"][name]
             kind = _text(group["type"])
             if kind == "flatten":
                 continue
-            synapse = _conv(group, True) if kind == "conv" else Synapse("dense", group["weight"][()].astype(np.int64))
+            weight = group["weight"][()].astype(np.int64)
+            synapse = _conv(group, True) if kind == "conv" else Synapse("dense", weight) if kind == "dense" else \
+                Synapse("product", weight, mode=_text(group["mode"]), heads=int(group["heads"][()]))
             neuron = group["neuron"]
             layer = Layer(int(name), synapse, group["bias"][()].astype(np.int64), int(neuron["scaleExp"][()]),
                           int(neuron["levels"][()]), bool(neuron["readout"][()]),
-                          int(neuron["accumulateShift"][()]))
+                          int(neuron["accumulateShift"][()]),
+                          source=int(group["source"][()]) if "source" in group else previous,
+                          operand=int(group["operand"][()]) if "operand" in group else None,
+                          neuron_type=_text(neuron["type"]),
+                          unit={key: np.asarray(neuron[key][()]) for key in ("inputLevels", "gain", "groups",
+                                                                              "sqrtBits", "table") if key in neuron})
+            previous = int(name)
             if "skip" in group:
-                layer.skip_source, layer.skip = int(group["skip"]["source"][()]), _conv(group["skip"], False)
+                layer.skip_source, layer.skip = int(group["skip"]["source"][()]), _conv(group["skip"], "groups" in group["skip"])
             layers.append(layer)
         return Network(int(attrs["timeSteps"]), int(attrs["inputBits"]), int(f["layer/0/digitBits"][()]),
                        tuple(int(s) for s in f["layer/0/shape"][()]), json.loads(attrs["metadata"])["dataset"],
@@ -209,10 +224,63 @@ def synaptic_input(synapse: Synapse, x: np.ndarray) -> np.ndarray:
     return correlate(x, synapse)
 
 
+def product(synapse: Synapse, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """docs/netx-format.md, format 2: M times the scores or mix sums of A and B per head, (N, C, H_A, W_A).
+
+    scores: out[g P + j, i] = sum_d A[g d + d', i] B[g d + d', j]; mix: out[g d + d', i] = sum_j A[g P + j, i]
+    B[g d + d', j] (tokens i, j at the positions, P = B's positions, d = B's channels per head).
+    """
+    n, heads, (_, height, width) = len(a), synapse.heads, a.shape[1:]
+    per_head, keys = b.shape[1] // heads, b.shape[2] * b.shape[3]
+    bb = b.astype(np.int64).reshape(n, heads, per_head, keys)
+    if synapse.mode == "scores":
+        out = np.einsum("ngdi,ngdj->ngji", a.astype(np.int64).reshape(n, heads, per_head, -1), bb)
+    else:
+        out = np.einsum("ngji,ngdj->ngdi", a.astype(np.int64).reshape(n, heads, keys, -1), bb)
+    return int(synapse.weight[0]) * out.reshape(n, -1, height, width)
+
+
 def _with_bias(u: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """``u`` plus the bias of each output channel, or of each neuron (in place)."""
     u += bias.reshape(1, *bias.shape, *([1] * (u.ndim - 1 - bias.ndim)))
     return u
+
+
+def unit_codes(layer: Layer, u: np.ndarray) -> np.ndarray:
+    """docs/netx-format.md, format 2 (and transformer-arithmetic.md): the codes of a SIGNED neuron or of a
+    function unit (SOFTMAX, LAYERNORM, LOOKUP) for potentials u (N, C, H, W), int64."""
+    unit, levels, k = layer.unit, layer.levels, u >> layer.scale_exp         # a floor division by 2^F
+    if layer.neuron_type == "SIGNED":
+        return np.clip(k, -levels, levels)
+    k = np.clip(k, -int(unit["inputLevels"]), int(unit["inputLevels"]))
+    if layer.neuron_type == "LOOKUP":
+        return unit["table"].astype(np.int64)[k + int(unit["inputLevels"])]
+    n, channels = k.shape[:2]
+    if layer.neuron_type == "SOFTMAX":
+        groups, gain = int(unit["groups"]), int(unit["gain"])
+        z = k.reshape(n, groups, channels // groups, -1)
+        e = unit["table"].astype(np.int64)[z.max(axis=2, keepdims=True) - z]
+        total = e.sum(axis=2, keepdims=True)
+        return np.minimum(levels, (2 * gain * e + total) // (2 * total)).reshape(k.shape)
+    assert layer.neuron_type == "LAYERNORM", layer.neuron_type
+    gain, bits = int(unit["gain"]), int(unit["sqrtBits"])
+    total, squares = k.sum(axis=1, keepdims=True), (k * k).sum(axis=1, keepdims=True)
+    deviation, spread = channels * k - total, channels * squares - total * total
+    root = np.vectorize(math.isqrt, otypes=[np.int64])(spread << (2 * bits))
+    y = (2 * gain * (deviation << bits) + root) // (2 * np.maximum(root, 1))
+    return np.where(root > 0, np.clip(y, -levels, levels), 0)
+
+
+def signed_emit(u: np.ndarray, levels: int, scale_exp: int, time_steps: int) -> np.ndarray:
+    """transformer-arithmetic.md, section 2: sign and magnitude, then the unsigned emit. int (T, *u.shape)."""
+    S = 1 << scale_exp
+    sigma = np.where(u < 0, -1, 1)
+    return sigma * emit(np.where(u < 0, S - 1 - u, u), levels, scale_exp, time_steps)
+
+
+def signed_planes(k: np.ndarray, time_steps: int) -> np.ndarray:
+    """transformer-arithmetic.md, section 1: spike j of code k is sign(k) ((|k| >> (T-1-j)) & 1). (T, *k.shape)."""
+    return np.sign(k) * np.stack([(np.abs(k) >> (time_steps - 1 - j)) & 1 for j in range(time_steps)])
 
 
 def emit(u: np.ndarray, levels: int, scale_exp: int, time_steps: int) -> np.ndarray:
@@ -239,52 +307,73 @@ class Outputs:
 
 
 def code_bits(k: np.ndarray, time_steps: int) -> np.ndarray:
-    """The T spikes of codes ``k`` (N, ...), most significant first: bool (N, T, ...) (docs/neuron.md, section 2)."""
-    k = k.astype(np.uint8)
+    """Where the T spikes of codes ``k`` (N, ...) fire, most significant first: bool (N, T, ...) (docs/neuron.md,
+    section 2; a signed code's spikes are the bits of its magnitude)."""
+    k = np.abs(k.astype(np.int64)).astype(np.uint8)
     return np.stack([(k >> (time_steps - 1 - j)) & 1 for j in range(time_steps)], axis=1).astype(bool)
 
 
 def run_codes(network: Network, codes: np.ndarray) -> Outputs:
-    """Code level: k = clip(floor((w k_prev + b [+ w_skip k_source]) / 2^F), 0, L); the readout's u is the logit.
+    """Code level: k = clip(floor((w k_source + b [+ w_skip k_skip]) / 2^F), 0, L); the readout's u is the logit.
 
+    Format 2 adds sources other than the layer before, products and the SIGNED and function-unit codes.
     A dense layer's F codes are kept as (N, F, 1, 1), the layout of the stored digests.
     """
-    k, by_group, hidden = codes, {}, []
+    by_group, hidden = {0: codes}, []
     for layer in network.layers:
-        u = _with_bias(synaptic_input(layer.synapse, k), layer.bias)
+        x = by_group[layer.source]
+        u = product(layer.synapse, x, by_group[layer.operand]) if layer.synapse.kind == "product" else \
+            synaptic_input(layer.synapse, x)
+        u = _with_bias(u, layer.bias)
         if layer.skip is not None:
             u += synaptic_input(layer.skip, by_group[layer.skip_source])
         if layer.readout:
             return Outputs(u.reshape(len(u), -1), hidden)
-        np.right_shift(u, layer.scale_exp, out=u)                       # a floor division by 2^F
-        k = np.clip(u, 0, layer.levels, out=u).astype(np.uint8)
-        k = k.reshape(*k.shape, 1, 1) if k.ndim == 2 else k
+        u = u.reshape(*u.shape, 1, 1) if u.ndim == 2 else u
+        if layer.neuron_type == "ACCEMIT":
+            np.right_shift(u, layer.scale_exp, out=u)                       # a floor division by 2^F
+            k = np.clip(u, 0, layer.levels, out=u).astype(np.uint8)
+        else:
+            k = unit_codes(layer, u).astype(np.int16)
         hidden.append(k)
         by_group[layer.group] = k
     raise AssertionError("the file has no readout layer")
 
 
 def run_spikes(network: Network, codes: np.ndarray) -> Outputs:
-    """Spike level (docs/neuron.md, sections 3 to 5): Horner accumulation of T planes, bias once, clamp, emit."""
+    """Spike level (docs/neuron.md, sections 3 to 5; transformer-arithmetic.md, sections 1 to 4): Horner
+    accumulation of T planes (a product's identity on both operands' planes), bias once, clamp, emit."""
     T = network.time_steps
-    planes = digit_planes(codes, network.digit_bits, T)
-    emitted: dict[int, list[np.ndarray]] = {}
+    emitted: dict[int, list[np.ndarray]] = {0: digit_planes(codes, network.digit_bits, T)}
     hidden = []
     for layer in network.layers:
-        u = 0
-        for j in range(T):
-            u = u * (1 << layer.accumulate_shift) + synaptic_input(layer.synapse, planes[j])
-            if layer.skip is not None:      # the source's plane j arrives with the main input's plane j
-                u = u + synaptic_input(layer.skip, emitted[layer.skip_source][j]).reshape(u.shape)
+        planes = emitted[layer.source]
+        if layer.synapse.kind == "product":     # P <- 4P + 2(a B + A b) + a b; A <- 2A + a; B <- 2B + b (times M)
+            a_prefix, b_prefix = np.zeros_like(planes[0]), np.zeros_like(emitted[layer.operand][0])
+            u = product(layer.synapse, a_prefix, b_prefix)
+            for a, b in zip(planes, emitted[layer.operand]):
+                u = 4 * u + 2 * (product(layer.synapse, a, b_prefix) + product(layer.synapse, a_prefix, b)) \
+                    + product(layer.synapse, a, b)
+                a_prefix, b_prefix = 2 * a_prefix + a, 2 * b_prefix + b
+        else:
+            u = 0
+            for j in range(T):
+                u = u * (1 << layer.accumulate_shift) + synaptic_input(layer.synapse, planes[j])
+                if layer.skip is not None:      # the source's plane j arrives with the main input's plane j
+                    u = u + synaptic_input(layer.skip, emitted[layer.skip_source][j]).reshape(u.shape)
         u = _with_bias(u, layer.bias)
         if layer.readout:
             return Outputs(u.reshape(len(u), -1), hidden)
         u = u.reshape(len(u), u.shape[1], *u.shape[2:], *([1, 1] if u.ndim == 2 else []))
-        spikes = emit(u, layer.levels, layer.scale_exp, T)
+        if layer.neuron_type == "ACCEMIT":
+            spikes = emit(u, layer.levels, layer.scale_exp, T)
+        elif layer.neuron_type == "SIGNED":
+            spikes = signed_emit(u, layer.levels, layer.scale_exp, T)
+        else:       # a function unit emits the signed bits of its codes
+            spikes = signed_planes(unit_codes(layer, u), T)
         weights = np.array([1 << (T - 1 - j) for j in range(T)]).reshape(T, *([1] * u.ndim))
         hidden.append((spikes * weights).sum(axis=0))
-        planes = [s.astype(np.int64) for s in spikes]
-        emitted[layer.group] = planes
+        emitted[layer.group] = [s.astype(np.int64) for s in spikes]
     raise AssertionError("the file has no readout layer")
 
 
