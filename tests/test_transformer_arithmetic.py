@@ -178,7 +178,8 @@ def test_layernorm_codes_are_within_the_stated_bound(seed, time_steps, channels,
     assert (np.sign(y[~inside]) * exact[~inside] >= levels - margin - 1e-9).all()
     assert (y[sd.repeat(channels, axis=1) == 0] == 0).all()
     np.testing.assert_array_equal(layernorm_codes(x + 3, gain, levels), y)
-    np.testing.assert_array_equal(layernorm_codes(-x, gain, levels)[inside], -y[inside])
+    mirrored = layernorm_codes(-x, gain, levels)        # -y but for halves, which round up either way
+    assert (np.abs(mirrored + y) <= 1).all() and (mirrored + y >= 0).all()
 
 
 def test_lookup_codes_index_the_table_by_code():
