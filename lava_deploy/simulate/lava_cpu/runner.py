@@ -37,6 +37,8 @@ from lava_deploy.simulate.backend import RunCancelled
 
 #: Seconds allowed for start-up and compilation, and per simulated step, before a run counts as hung.
 _STARTUP_S, _PER_STEP_S = 120.0, 0.25
+#: ... and per step of each process beyond the first twenty (a Transformer's graph has seventy).
+_PER_PROCESS_STEP_S = 0.02
 #: Seconds the worker gets to release Lava's shared memory after SIGTERM, before its session is killed.
 _GRACE_S = 5.0
 #: A job folder: the owning process's pid (at most 7 digits: Linux's pid_max), then tempfile's random part.
@@ -115,7 +117,9 @@ def run_lava(network: SpikingNetwork, codes: np.ndarray, labels: np.ndarray, *, 
     n, pace = len(codes), network.steps_per_sample
     per_run = network.accumulate_start(len(network.layers) - 1)
     steps = per_run + n * pace if schedule == "pipelined" else (per_run + pace) * n
-    timeout_s = timeout_s if timeout_s is not None else _STARTUP_S + _PER_STEP_S * steps
+    processes = sum(1 + len(layer.inputs) for layer in network.layers)      # neurons and synapses, delays aside
+    per_step = _PER_STEP_S + _PER_PROCESS_STEP_S * max(0, processes - 20)
+    timeout_s = timeout_s if timeout_s is not None else _STARTUP_S + per_step * steps
     start = time.perf_counter()
     with _job_folder() as job:
         write_netx(network, job / "network.net")
