@@ -194,7 +194,9 @@ def random_transformer_network(rng: np.random.Generator, time_steps: int = 3, in
     attention = add([Edge(qkv[0], scores, qkv[1])],
                     Softmax(f, levels, levels, table=table, gain=(levels + 1) << int(rng.integers(0, 2)), groups=heads),
                     bias(heads * tokens, f))
-    mix = ProductSynapse(np.array([2 * int(rng.integers(-127, 128))]), 0, layers[attention].output_shape,
+    # the mix sums up to P attention codes times L: a multiplier that keeps M P L^2 inside the 24-bit state
+    largest = min(127, (1 << 22) // (2 * tokens * levels * levels))
+    mix = ProductSynapse(np.array([2 * int(rng.integers(-largest, largest + 1))]), 0, layers[attention].output_shape,
                          layers[qkv[2]].output_shape, "mix", heads)
     f = scale() + 4
     mixed = add([Edge(attention, mix, qkv[2])], SignedEmit(f, levels), bias(channels, f))
