@@ -210,7 +210,7 @@ def test_a_product_of_the_input_or_of_mismatched_operands_is_refused():
 
 def test_check_says_what_loihi2_needs_and_counts_the_off_chip_operations():
     from lava_deploy.check import estimate_energy, fit_network, measure_activity
-    from lava_deploy.network.reference import popcount
+    from lava_deploy.network.neurons import popcount
 
     rng = np.random.default_rng(5)
     net = random_transformer_network(rng, 3, channels=4, heads=2)
