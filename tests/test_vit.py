@@ -99,6 +99,10 @@ def test_cli_trains_exports_and_runs_a_vit(tmp_path, capsys):
     assert main(["info", str(net)]) == 0
     out = capsys.readouterr().out
     assert "-> softmax" in out and "-> layernorm" in out and "x layer" in out
+    assert main(["export", str(checkpoint), "-o", str(tmp_path / "graded.net"), "--encoding", "graded"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bit-serially only, not graded" in err, err
+    assert not (tmp_path / "graded.net").exists()
 
 
 def test_nir_export_refuses_a_transformer_in_one_line():
