@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 from lava_deploy.cli import main
 from lava_deploy.convert import convert_model
 from lava_deploy.convert.vit import attach_rounding, convert_vit
+from lava_deploy.network import validate_network
 from lava_deploy.network.netx import read_netx, write_netx
 from lava_deploy.network.reference import run_reference
 from lava_deploy.qcfs.models import build_model, model_spec
@@ -53,6 +54,23 @@ def test_the_rounded_float_twin_computes_exactly_the_integer_network(seed, time_
     np.testing.assert_array_equal(spiking.logits, reference.logits)
     for by_spike, by_code in zip(spiking.codes, reference.codes):
         np.testing.assert_array_equal(by_spike, by_code)
+
+
+def test_a_dead_mlp_keeps_its_shortcut_inside_the_chips_weight_exponents():
+    """An MLP whose weights decayed to almost nothing (a trained ViT's last block did) would make the finest
+    weight step's S so large that the residual's gain needs a weight exponent above 7: the step coarsens instead,
+    and the twin still computes the integer network exactly."""
+    model = _tiny_vit(3, 15)
+    with torch.no_grad():
+        model.blocks[0].fc2.weight.mul_(1e-5)
+    network = convert_vit(model, 4, ["a", "b", "c"])
+    validate_network(network)       # raises on an exponent outside the chip's range
+    attach_rounding(model, 4)
+    x, codes = _images(np.random.default_rng(3), 16)
+    with torch.no_grad():
+        twin = model(x).double().numpy()
+    np.testing.assert_array_equal(twin * 2.0 ** network.layers[-1].neuron.scale_exp,
+                                  run_reference(network, codes).logits)
 
 
 def test_a_converted_vit_round_trips_through_format_2(tmp_path):

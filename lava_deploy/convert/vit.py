@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from lava_deploy.chip import STATE_BITS
+from lava_deploy.chip import STATE_BITS, WEIGHT_EXP_MAX
 from lava_deploy.convert.fixed_point import Q_MAX, RoundSTE, best_weight_shift, scale_exponents, skip_exponent
 from lava_deploy.network import (INPUT, ConvSynapse, Edge, Layer, LayerNorm, Lookup, Readout, SignedEmit, Softmax,
                                  SpikingNetwork, Synapse, headroom_bits)
@@ -43,7 +43,8 @@ def _integers(x: torch.Tensor, what: str) -> np.ndarray:
 
 
 def round_stage(stage: Stage, time_steps: int) -> RoundedStage:
-    """Round a stage: mantissas of the finest step that fits 8 bits, coarser while the 24-bit state overflows.
+    """Round a stage: mantissas of the finest step that fits 8 bits, coarser while the 24-bit state overflows
+    or the shortcut's gain needs a weight exponent above the chip's.
 
     The forward pass uses ``values`` (integers over S, rounding passed straight through for gradients);
     conversion uses the integers. The shortcut's gain is rounded in the same potential units S.
@@ -63,6 +64,11 @@ def round_stage(stage: Stage, time_steps: int) -> RoundedStage:
         if stage.skip_gain is not None:
             value = stage.skip_gain * scale
             skip_exp = skip_exponent(abs(float(value.detach())))
+            if skip_exp > WEIGHT_EXP_MAX:
+                # weights so small that their finest step makes S outgrow the shortcut's exponent range
+                # (a block whose MLP has died): a coarser step, as for a 24-bit overflow
+                shift -= skip_exp - WEIGHT_EXP_MAX
+                continue
             skip_q = torch.clamp(RoundSTE.apply(value / 2.0 ** (skip_exp + 1)), -Q_MAX - 1, Q_MAX)
             channels = synapse.output_shape[0]
             skip = stage.skip(np.full(channels, int(_integers(2 * skip_q, "shortcut gains"))), skip_exp)
