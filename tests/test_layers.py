@@ -11,9 +11,9 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lava_deploy"
 #: Dependencies a function may import lazily: optional or heavy (Lava, lava-dl, lava-loihi, matplotlib, the
-#: datasets' packages, nir and sinabs of the extra 'nir', Ray), and this package's own Lava processes, which import
-#: Lava when they load.
-LAZY_ALLOWED = ("lava", "matplotlib", "tqdm", "sklearn", "mlxtend", "nir", "nirtorch", "sinabs", "ray",
+#: datasets' packages, nir and sinabs of the extra 'nir', Ray, Hugging Face's transformers: the optional extra that
+#: loads pretrained models), and this package's own Lava processes, which import Lava when they load.
+LAZY_ALLOWED = ("lava", "matplotlib", "tqdm", "sklearn", "mlxtend", "nir", "nirtorch", "sinabs", "ray", "transformers",
                 "lava_deploy.simulate.lava_cpu.process")
 
 
