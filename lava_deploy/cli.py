@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     own_dataset = ("dataset spec: digits, mnist5k, mnist, fashion-mnist, npz:PATH or cifar10:DIR (default: the one "
                    "the network file records)")
     all_samples = "number of test samples (default: all)"
-    data_dir_help = f"data folder of mnist and fashion-mnist (default: ${DATA_DIR_ENV}, then {data_dir()})"
+    data_dir_help = f"data folder of what `data fetch` puts there (default: ${DATA_DIR_ENV}, then {data_dir()})"
     with_data_dir = _Parser(add_help=False)
     with_data_dir.add_argument("--data-dir", metavar="DIR", help=data_dir_help)
     sharded = _Parser(add_help=False)
