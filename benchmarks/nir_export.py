@@ -42,7 +42,9 @@ from machine import machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
-MODELS = tuple(sorted(p.parent.name for p in (ROOT / "netx_models").glob("*/model.net")))
+#: Shipped models with a NIR form (a Transformer has none: no signed neuron, product or function unit in NIR).
+MODELS = tuple(sorted(p.parent.name for p in (ROOT / "netx_models").glob("*/model.net")
+                      if json.loads((p.parent / "figures.json").read_text())["model"] != "vit"))
 #: 7 = L, the top code at T = 3: a first layer with constant input then counts exactly its code.
 TIME_STEPS = (4, 7, 8, 16, 32, 64)
 
