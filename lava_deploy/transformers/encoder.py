@@ -15,6 +15,7 @@ images enter converted CNNs. The classification layer keeps analog input.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -57,30 +58,30 @@ def layernorm_parts(x: torch.Tensor, norm: nn.LayerNorm, piece: Piece = exact_pi
     return centred * scale * norm.weight + norm.bias
 
 
-class Ops:
+class Ops(ABC):
     """What the forward pass calls at each site; subclasses define the ANN and each spiking method.
 
     ``valid`` arguments are boolean masks (broadcast to the tensor) of the
     entries that belong to real tokens: operation counts and calibration skip padding.
     """
 
+    @abstractmethod
     def neuron(self, site: str, x: torch.Tensor, valid: torch.Tensor, channel_dims: tuple[int, ...]) -> torch.Tensor:
         """An activation becomes spikes; ``channel_dims`` index the neurons that own a threshold each."""
-        raise NotImplementedError
 
+    @abstractmethod
     def linear(self, site: str, x: torch.Tensor, layer: nn.Linear, valid: torch.Tensor) -> torch.Tensor:
         """A synapse: ``layer(x)``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def product(self, site: str, a: torch.Tensor, b: torch.Tensor, valid_a: torch.Tensor,
                 valid_b: torch.Tensor) -> torch.Tensor:
         """The product of two activations, ``a @ b`` (batched matrices)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def function(self, site: str, kind: str, x: torch.Tensor, valid: torch.Tensor,
                  apply: Callable[[torch.Tensor, Piece], torch.Tensor]) -> torch.Tensor:
         """A non-linear function of ``kind`` (gelu, softmax, layernorm): ``apply(x, piece)``."""
-        raise NotImplementedError
 
 
 @dataclass
