@@ -44,7 +44,7 @@ from lava_deploy.network import BIT_SERIAL, GRADED, SpikingNetwork
 from lava_deploy.network.reference import run_reference
 from lava_deploy.simulate import load_network, simulation_inputs
 from lava_deploy.simulate.lava_cpu.runner import run_lava
-from machine import machine_info
+from machine import machine_info, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
@@ -170,9 +170,7 @@ def _verdict(value: float) -> str:
 
 def write(report: dict) -> None:
     """JSON and a markdown table."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "graded.json").write_text(json.dumps(report, indent=2))
-    machine = ", ".join(f"{k} {v}" for k, v in report["machine"].items())
+    machine = write_report(RESULTS, "graded", report)
     loads = [x for r in report["rows"] for e in (BIT_SERIAL, GRADED) for runs in r["lava"][e]["runs"].values()
              for run in runs for x in run["load_before"][:1] + run["load_after"][:1]]
     b, g = BIT_SERIAL, GRADED

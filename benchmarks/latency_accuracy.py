@@ -35,7 +35,7 @@ from lava_deploy.simulate import simulate
 from lava_deploy.train.checkpoint import load_checkpoint
 from lava_deploy.data.datasets import dequantize_input, load_dataset, quantize_input
 from lava_deploy.qcfs.activation import QCFS
-from machine import machine_info
+from machine import machine_info, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
@@ -163,9 +163,7 @@ def measure(name: str, max_steps: int) -> dict:
 
 def write(report: dict) -> None:
     """JSON, markdown table with the target verdicts, and one plot per model."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latency_accuracy.json").write_text(json.dumps(report, indent=2))
-    machine = ", ".join(f"{k} {v}" for k, v in report["machine"].items())
+    machine = write_report(RESULTS, "latency_accuracy", report)
     lines = ["# Time steps, spikes and accuracy against rate-coded conversions", "",
              f"Same trained networks, full test splits, this machine: {machine}.",
              f"'Reached' is the first T within {100 * TOLERANCE:.1f} points of the ANN (the quantized QCFS network).",

@@ -1,8 +1,10 @@
 """The machine and versions a benchmark ran on, recorded beside its figures."""
 from __future__ import annotations
 
+import json
 import os
 import platform
+from pathlib import Path
 
 import torch
 
@@ -19,3 +21,10 @@ def machine_info() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__, "lava_deploy": lava_deploy.__version__,
             "lava_nc": lava, "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "processor": platform.processor() or platform.machine()}
+
+
+def write_report(results: Path, name: str, report: dict) -> str:
+    """Write ``report`` as ``results/name.json``; return its machine as one line for the markdown beside it."""
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(report, indent=2))
+    return ", ".join(f"{k} {v}" for k, v in report["machine"].items())

@@ -19,7 +19,6 @@ TABLE_EPOCHS epochs and one of fine-tuning, cached in runs/qcfs_table/. Needs `l
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from lava_deploy.network.reference import run_reference
 from lava_deploy.train.checkpoint import load_checkpoint
 from lava_deploy.train.trainer import TrainConfig, train
 from latency_accuracy import _run_if
-from machine import machine_info
+from machine import machine_info, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
@@ -96,9 +95,7 @@ def measure(dataset: str, time_steps: int) -> dict:
 
 def write(report: dict) -> None:
     """JSON, the markdown table and one plot per dataset."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "qcfs_table.json").write_text(json.dumps(report, indent=2))
-    machine = ", ".join(f"{k} {v}" for k, v in report["machine"].items())
+    machine = write_report(RESULTS, "qcfs_table", report)
     head = " | ".join(f"IF T={t}" for t in IF_STEPS)
     lines = ["# The QCFS table at seed scale: MNIST and Fashion-MNIST, all 10,000 test images", "",
              f"This machine: {machine}. Accuracy in percent. 'ours' is the accumulate-then-emit network at "

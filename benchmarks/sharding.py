@@ -28,7 +28,7 @@ from typing import Optional
 import numpy as np
 
 from lava_deploy.simulate import LOCAL_RAY, load_network, network_dataset, simulate, simulation_inputs
-from machine import machine_info
+from machine import machine_info, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
@@ -91,9 +91,7 @@ def measure(name: str, samples: Optional[int], repeats: int, configs: list) -> d
 
 def write(report: dict) -> None:
     """JSON and a markdown table with the target's verdict."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "sharding.json").write_text(json.dumps(report, indent=2))
-    machine = ", ".join(f"{k} {v}" for k, v in report["machine"].items())
+    machine = write_report(RESULTS, "sharding", report)
     labels = [label for label, _, _ in CONFIGS if any(label in r["best_wall_seconds"] for r in report["rows"])]
     lines = ["# Sharded runs: one Lava run against shards in parallel", "",
              f"Machine: {machine}. Wall time of the whole call (start-up and compilation included), best of "

@@ -38,7 +38,7 @@ from lava_deploy.simulate.stock import StockInput
 from lava_deploy.network.reference import run_reference
 from lava_deploy.train.checkpoint import load_checkpoint
 from lava_deploy.data.datasets import dequantize_input
-from machine import machine_info
+from machine import machine_info, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
@@ -164,9 +164,7 @@ def _verdict(value: float, target: float, higher_is_better: bool) -> str:
 
 def write(report: dict) -> None:
     """JSON, a markdown table with each target's verdict, and a plot of the ratios."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "simulator_speed.json").write_text(json.dumps(report, indent=2))
-    machine = ", ".join(f"{k} {v}" for k, v in report["machine"].items())
+    machine = write_report(RESULTS, "simulator_speed", report)
     lines = ["# Simulator speed (ratios measured in one run)", "", f"Machine: {machine}.", "",
              "| model | samples | pipelined samples/s | reset samples/s | fresh-compile samples/s (wall) | "
              "ours ms/step | stock CUBA ms/step | reference samples/s | ANN forward samples/s |",

@@ -46,7 +46,7 @@ RESULTS = Path(__file__).parent / "results"
 sys.path.insert(0, str(ROOT / "tests"))
 import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: E402,F401  (before torch: see conftest)
 from netx_itself import run_netx_itself  # noqa: E402
-from machine import machine_info  # noqa: E402
+from machine import machine_info, write_report  # noqa: E402
 
 from lava_deploy.data.datasets import load_dataset  # noqa: E402
 
@@ -133,9 +133,7 @@ def measure(name: str, path: Path, flag: str, array: np.ndarray, held_steps: int
 
 def write(report: dict) -> None:
     """JSON and a markdown table."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "stock_netx.json").write_text(json.dumps(report, indent=2))
-    machine = ", ".join(f"{k} {v}" for k, v in report["machine"].items())
+    machine = write_report(RESULTS, "stock_netx", report)
     lines = ["# lava-dl's published networks through lava-deploy (one run)", "",
              f"Machine: {machine}. lava-dl's files (SHA-256 in stock_netx.json) as of lava-dl commit d825ac5.", "",
              "Every layer's spikes equal lava-dl's own `netx.hdf5.Network` run (lava-nc's models), step for step. "
