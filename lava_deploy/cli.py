@@ -17,7 +17,7 @@ from typing import Callable, Optional, Sequence
 from lava_deploy import __version__
 from lava_deploy.check import check
 from lava_deploy.compare import compare, write_plots
-from lava_deploy.data.datasets import DATA_DIR_ENV, IDX_DATASETS, data_dir, find_idx_folder
+from lava_deploy.data.datasets import DATA_DIR_ENV, IDX_DATASETS, data_dir, find_idx_folder, load_dataset
 from lava_deploy.data.fetch import SOURCES, fetch
 from lava_deploy.data.fetch_text import TEXT_SOURCES, fetch_text
 from lava_deploy.errors import DeployError
@@ -29,6 +29,7 @@ from lava_deploy.simulate import (LOCAL_RAY, BACKENDS, is_stock_netx, load_netwo
 from lava_deploy.train.import_qcfs import ARCHITECTURES, import_qcfs
 from lava_deploy.train.trainer import TrainConfig, train
 from lava_deploy.transformers import convert_sentiment, format_conversion
+from lava_deploy.transformers.vision import convert_images, load_vit_classifier
 
 EXIT_NOT_DEPLOYABLE = 1
 EXIT_USER_ERROR = 2
@@ -219,18 +220,27 @@ def _cmd_convert_transformer(args: argparse.Namespace) -> None:
             bars[stage] = _progress_bar(False, stage, args.samples if stage in methods else args.train_reviews)
         bars[stage].update(n)
     try:
-        run = convert_sentiment(methods, args.samples, args.train_reviews, args.steps, args.model_dir,
-                                args.data_dir, args.levels, args.group_size, args.percentile,
-                                progress=progress)
+        if args.dataset:        # a ViT image classifier on a dataset's test images
+            if not args.model_dir:
+                raise DeployError("--dataset needs --model-dir: a Hugging Face ViTForImageClassification folder")
+            results, calibration = convert_images(load_vit_classifier(args.model_dir), load_dataset(args.dataset),
+                                                  methods, args.samples, args.steps, args.levels, args.group_size,
+                                                  args.percentile, progress=progress)
+            report = {"calibration_images": calibration.samples}
+        else:
+            run = convert_sentiment(methods, args.samples, args.train_reviews, args.steps, args.model_dir,
+                                    args.data_dir, args.levels, args.group_size, args.percentile,
+                                    progress=progress)
+            results = run.results
+            report = {"calibration_reviews": run.calibration.samples, "train_reviews": args.train_reviews}
     finally:
         for bar in bars.values():
             bar.__exit__()
-    report = {"methods": {m: r.summary(range(1, args.steps + 1)) for m, r in run.results.items()},
-              "calibration_reviews": run.calibration.samples, "train_reviews": args.train_reviews}
+    report["methods"] = {m: r.summary(range(1, args.steps + 1)) for m, r in results.items()}
     if args.output:
         with atomic_output(args.output) as path:
             path.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2) if args.json else format_conversion(run.results))
+    print(json.dumps(report, indent=2) if args.json else format_conversion(results))
 
 
 def _cmd_data_list(args: argparse.Namespace) -> None:
@@ -400,15 +410,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_info)
 
     p = verbs.add_parser("convert-transformer", parents=[with_data_dir],
-                         help="convert a pretrained BERT-family Transformer with a linear sentiment head, without "
-                              "training, to a spiking network (expectation compensation and/or spatio-temporal "
-                              "approximation) and run it step by step on held-out movie reviews")
+                         help="convert a pretrained BERT-family Transformer with a linear sentiment head (or, with "
+                              "--dataset, a ViT image classifier), without training, to a spiking network "
+                              "(expectation compensation and/or spatio-temporal approximation) and run it step by "
+                              "step on held-out movie reviews (or the dataset's test images)")
     p.add_argument("--model-dir", metavar="DIR",
-                   help="Hugging Face model folder with its tokenizer (default: the fetched all-minilm-l6-v2)")
+                   help="Hugging Face model folder: a BERT-family encoder with its tokenizer (default: the fetched "
+                        "all-minilm-l6-v2), or with --dataset a ViTForImageClassification")
+    p.add_argument("--dataset", metavar="SPEC",
+                   help="convert the ViT in --model-dir on this dataset's test images (e.g. mnist, npz:FILE); "
+                        "its thresholds calibrate on the last 64 training images")
     p.add_argument("--method", default="both", type=_one_of("method", ["ec", "sta", "both"]),
                    help="ec (expectation compensation, multi-threshold neurons), sta (spatio-temporal "
                         "approximation) or both (default)")
-    p.add_argument("--samples", type=int, default=1000, help="held-out reviews to run on (default 1000)")
+    p.add_argument("--samples", type=int, default=1000,
+                   help="held-out reviews (or test images) to run on (default 1000)")
     p.add_argument("--train-reviews", type=int, default=4000, help="training reviews for the head (default 4000)")
     p.add_argument("--steps", type=int, default=16, help="time steps; every T up to it is reported (default 16)")
     p.add_argument("--levels", type=int, default=8, help="ec: thresholds per side of a neuron (default 8)")
