@@ -60,10 +60,11 @@ def load_minilm(folder: str | Path | None = None) -> tuple[nn.Module, object]:
     return load_pretrained(target, f"run 'lava-deploy data fetch {MINILM}'")
 
 
-def load_pretrained(path: str | Path, hint: str = "") -> tuple[nn.Module, object]:
+def load_pretrained(path: str | Path, hint: str = "", model_class: str = "AutoModel") -> tuple[nn.Module, object]:
     """A Hugging Face model folder (config.json and weights, optional tokenizer) as (model, tokenizer or None).
 
-    Nothing is fetched: ``local_files_only``. The model is in eval mode with gradients off.
+    Nothing is fetched: ``local_files_only``. The model is in eval mode with gradients off. ``model_class`` names
+    the transformers class that reads it (``AutoModel``: the encoder alone).
     """
     try:
         import transformers
@@ -74,9 +75,9 @@ def load_pretrained(path: str | Path, hint: str = "") -> tuple[nn.Module, object
     if not (path / "config.json").is_file():
         raise DeployError(f"no Hugging Face model in {path} (no config.json)" + (f": {hint}" if hint else ""))
     try:
-        model = transformers.AutoModel.from_pretrained(path, local_files_only=True)
+        model = getattr(transformers, model_class).from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
-        raise DeployError(f"{path}: not a loadable Hugging Face model ({str(exc).splitlines()[0]})") from None
+        raise DeployError(f"{path}: not a loadable {model_class} ({str(exc).splitlines()[0]})") from None
     tokenizer = None
     if (path / "tokenizer_config.json").is_file() or (path / "tokenizer.json").is_file():
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)

@@ -28,6 +28,7 @@ from lava_deploy.transformers.convert import (GROUP_SIZE, LEVELS, MAX_STEPS, PER
                                               ConversionResult, calibrate, convert, evaluate)
 from lava_deploy.transformers.encoder import Batch, TransformerClassifier, image_batch
 from lava_deploy.transformers.spiking import METHODS
+from lava_deploy.transformers.text import load_pretrained
 
 #: Images the thresholds are calibrated on: the last ones of the training split (4 batches of 16).
 CALIBRATION_IMAGES = 64
@@ -54,19 +55,8 @@ def load_vit_classifier(path: str | Path) -> TransformerClassifier:
     Raises:
         DeployError: no such folder, not an image-classification ViT, or transformers missing (one line).
     """
-    try:
-        import transformers
-    except ImportError:
-        raise DeployError("converting Transformers needs the 'transformers' package: "
-                          "pip install 'lava-deploy[transformers]'") from None
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise DeployError(f"no Hugging Face model in {path} (no config.json)")
-    try:
-        model = transformers.ViTForImageClassification.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise DeployError(f"{path}: not a loadable ViTForImageClassification ({str(exc).splitlines()[0]})") from None
-    return TransformerClassifier.from_pretrained(model.eval().requires_grad_(False))
+    model, _ = load_pretrained(path, model_class="ViTForImageClassification")
+    return TransformerClassifier.from_pretrained(model)
 
 
 def tokens_of(classifier: TransformerClassifier) -> int:
