@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -60,17 +61,23 @@ def load_minilm(folder: str | Path | None = None) -> tuple[nn.Module, object]:
     return load_pretrained(target, f"run 'lava-deploy data fetch {MINILM}'")
 
 
+def require_transformers() -> ModuleType:
+    """The Hugging Face ``transformers`` package, or a one-line error naming the extra that installs it."""
+    try:
+        import transformers
+    except ImportError:
+        raise DeployError("converting Transformers needs the 'transformers' package: "
+                          "pip install 'lava-deploy[transformers]'") from None
+    return transformers
+
+
 def load_pretrained(path: str | Path, hint: str = "", model_class: str = "AutoModel") -> tuple[nn.Module, object]:
     """A Hugging Face model folder (config.json and weights, optional tokenizer) as (model, tokenizer or None).
 
     Nothing is fetched: ``local_files_only``. The model is in eval mode with gradients off. ``model_class`` names
     the transformers class that reads it (``AutoModel``: the encoder alone).
     """
-    try:
-        import transformers
-    except ImportError:
-        raise DeployError("converting Transformers needs the 'transformers' package: "
-                          "pip install 'lava-deploy[transformers]'") from None
+    transformers = require_transformers()
     path = Path(path)
     if not (path / "config.json").is_file():
         raise DeployError(f"no Hugging Face model in {path} (no config.json)" + (f": {hint}" if hint else ""))

@@ -28,7 +28,7 @@ from lava_deploy.transformers.convert import (GROUP_SIZE, LEVELS, MAX_STEPS, PER
                                               ConversionResult, calibrate, convert, evaluate)
 from lava_deploy.transformers.encoder import Batch, TransformerClassifier, image_batch
 from lava_deploy.transformers.spiking import METHODS
-from lava_deploy.transformers.text import load_pretrained
+from lava_deploy.transformers.text import load_pretrained, require_transformers
 
 #: Images the thresholds are calibrated on: the last ones of the training split (4 batches of 16).
 CALIBRATION_IMAGES = 64
@@ -36,8 +36,7 @@ CALIBRATION_IMAGES = 64
 
 def float_vit(input_shape: Sequence[int], num_classes: int, seed: int = 0) -> TransformerClassifier:
     """An untrained float ViT of the ``vit`` family's shape for ``(C, H, W)`` inputs, with a mean-pooled head."""
-    import transformers
-
+    transformers = require_transformers()
     spec = vit_spec(input_shape, num_classes, input_bits=8)
     channels, height, _ = input_shape
     torch.manual_seed(seed)
