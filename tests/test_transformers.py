@@ -141,6 +141,25 @@ def test_neuron_groups_fit_each_piece_over_its_range(name):
     assert len(group.knots) <= 64
 
 
+def test_neuron_group_knots_follow_the_calibration_inputs():
+    # BERT's LayerNorm: a few outlier channels stretch the square's range to about [-72, 92] while most
+    # centred inputs lie within a few units of 0; knots along the curve alone leave those far apart.
+    torch.manual_seed(5)
+    inputs = torch.cat([torch.randn(20000), torch.tensor([-72.0, 92.0])])
+    common = torch.linspace(-2, 2, 2001)
+
+    def error(group: NeuronGroup) -> float:
+        return float((group(common).double() - PIECES["square"](common.double())).abs().max())
+
+    on_curve = NeuronGroup.fit("square", -72, 92, 64)
+    with_inputs = NeuronGroup.fit("square", -72, 92, 64, inputs)
+    assert len(with_inputs.knots) <= 64
+    assert error(with_inputs) < 0.05 < 1.0 < error(on_curve)
+    # The whole range is still covered: the outliers' squares stay within a few percent.
+    x = torch.tensor([-72.0, -40.0, 50.0, 92.0])
+    assert ((with_inputs(x) - x ** 2).abs() / x ** 2).max() < 0.03
+
+
 def test_decomposed_softmax_and_layernorm_equal_torchs():
     torch.manual_seed(4)
     z, key = torch.randn(2, 3, 5, 5), torch.tensor([True] * 4 + [False])

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
@@ -26,12 +26,14 @@ MAX_STEPS = 16
 
 @dataclass
 class Calibration:
-    """What a few ANN batches tell the conversions: thresholds per neuron site, input ranges per piece."""
+    """What a few ANN batches tell the conversions: thresholds per neuron site; per piece, its inputs' range and
+    a random sample of them."""
 
     thresholds: dict[str, torch.Tensor]
     ranges: dict[str, list[float]]
     percentile: float
     samples: int
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @torch.no_grad()
@@ -43,7 +45,7 @@ def calibrate(classifier: TransformerClassifier, batches: Iterable[Batch], perce
         samples += len(batch.token_valid)
     if not samples:
         raise DeployError("calibration needs at least one batch")
-    return Calibration(ops.thresholds(percentile), dict(ops.ranges), percentile, samples)
+    return Calibration(ops.thresholds(percentile), dict(ops.ranges), percentile, samples, ops.piece_inputs())
 
 
 @dataclass
@@ -97,7 +99,7 @@ def convert(classifier: TransformerClassifier, calibration: Calibration, method:
             group_size: int = GROUP_SIZE) -> SpikingTransformer:
     """The spiking form of ``classifier`` by ``method``: ``ec`` (expectation compensation, ``levels``
     thresholds per side) or ``sta`` (spatio-temporal approximation, groups of ``group_size`` neurons fitted
-    to each non-linear piece over its calibrated range)."""
+    to each non-linear piece over its calibrated range, knots also at its calibration inputs' quantiles)."""
     if method not in METHODS:
         raise DeployError(f"unknown conversion method '{method}' (choose from {', '.join(METHODS)})")
     if not 1 <= levels <= 16:
@@ -106,7 +108,7 @@ def convert(classifier: TransformerClassifier, calibration: Calibration, method:
     if method == "sta":
         if group_size < 2:
             raise DeployError(f"a neuron group needs at least 2 neurons, not {group_size}")
-        groups = {key: NeuronGroup.fit(key.rsplit(".", 1)[1], low, high, group_size)
+        groups = {key: NeuronGroup.fit(key.rsplit(".", 1)[1], low, high, group_size, calibration.inputs.get(key))
                   for key, (low, high) in calibration.ranges.items()}
     return SpikingTransformer(classifier, method, calibration, levels, group_size, groups)
 

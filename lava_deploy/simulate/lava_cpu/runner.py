@@ -44,6 +44,8 @@ _GRACE_S = 5.0
 #: A job folder: the owning process's pid (at most 7 digits: Linux's pid_max), then tempfile's random part.
 _JOB_PREFIX = "lava-deploy-"
 _JOB_NAME = re.compile(_JOB_PREFIX + r"([1-9][0-9]{0,6})-[a-z0-9_]{8}")
+#: The job's file naming the worker's multiprocessing folder (pymp-*), for its removal.
+TEMPDIR_FILE = "tempdir"
 
 
 @dataclass
@@ -249,6 +251,7 @@ def _run_worker(job: Path, timeout_s: float, progress: Optional[Callable[[int], 
         _report(job, reported, progress)
     finally:
         end_session(worker)
+        _remove_worker_tempdir(job)
         log.close()
     if worker.returncode != 0:
         error = job / "error.txt"
@@ -278,6 +281,17 @@ def _report(job: Path, reported: int, progress: Optional[Callable[[int], None]])
     if done > reported:
         progress(done - reported)
     return max(done, reported)
+
+
+def _remove_worker_tempdir(job: Path) -> None:
+    """Remove the multiprocessing folder of an ended worker: one killed after its grace leaves it behind."""
+    try:
+        folder = Path((job / TEMPDIR_FILE).read_text())
+    except OSError:
+        return
+    # The file is the worker's; remove only what it could have made.
+    if folder.parent == Path(tempfile.gettempdir()) and folder.name.startswith("pymp-"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def end_session(worker: subprocess.Popen, grace_s: float = _GRACE_S) -> None:

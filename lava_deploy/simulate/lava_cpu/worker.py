@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import json
 import multiprocessing
+import multiprocessing.util
 import os
 import shutil
 import signal
@@ -32,6 +33,7 @@ from lava_deploy.errors import DeployError
 from lava_deploy.network import INPUT, Edge, GradedEmit as GradedNeuron, SpikingNetwork
 from lava_deploy.network.netx import read_netx
 from lava_deploy.simulate.loihi2 import hardware_run_config
+from lava_deploy.simulate.lava_cpu.runner import TEMPDIR_FILE
 from lava_deploy.simulate.lava_cpu.process.models import PyConvModelFast
 from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, BiasReplay, DigitSource, GradedEmit,
                                                            LogitSink, SpikeDelay, SpikeRecorder, SpikeReplay)
@@ -62,6 +64,8 @@ class Lifecycle:
 
     def __init__(self, job: Path, caller: int) -> None:
         self.job, self.caller, self.pid = job, caller, os.getpid()
+        #: This run's multiprocessing folder (the shared-memory manager's socket), once made.
+        self.tempdir: Optional[str] = None
         #: The process whose runtime Lava builds, once built: the way to its shared memory.
         self.process: Optional[AbstractProcess] = None
 
@@ -74,6 +78,10 @@ class Lifecycle:
             threading.Thread(target=self._watch_caller, daemon=True).start()
         if os.getppid() != self.caller:     # gone before the kernel was watching
             self.end(128 + _ORPHANED, orphaned=True)
+        # One multiprocessing folder for this process and Lava's forks of it, named in the job: os._exit skips
+        # multiprocessing's own removal of it, and a worker killed after its grace cannot remove it at all.
+        self.tempdir = multiprocessing.util.get_temp_dir()
+        (self.job / TEMPDIR_FILE).write_text(self.tempdir)
 
     def _watch_caller(self) -> None:
         while os.getppid() == self.caller:
@@ -102,6 +110,8 @@ class Lifecycle:
             sys.stdout.flush()
             sys.stderr.flush()
         finally:    # a handler may have cut into anything, a print included: whatever fails above, a job
+            if self.tempdir:
+                shutil.rmtree(self.tempdir, ignore_errors=True)
             if orphaned:        # whose caller is gone goes, and the worker exits
                 shutil.rmtree(self.job, ignore_errors=True)
             os._exit(code)
