@@ -1,10 +1,14 @@
 """The CLI end to end on real data, in-process: defaults from the network file, options, one-line errors (exit 2)."""
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -201,3 +205,36 @@ def test_bad_inputs_are_one_line_errors_and_leave_no_file(tmp_path, trained, cap
     _one_line_error(capsys, "simulate", trained[1], "--dataset", "mnist5k", fragments=["shape"])
     assert not ckpt.exists()
     assert list(tmp_path.glob(".*tmp")) == []
+
+
+@pytest.mark.parametrize("signum, code, message", [
+    (signal.SIGTERM, 143, "lava-deploy: interrupted by SIGTERM"),
+    (signal.SIGHUP, 129, "lava-deploy: interrupted by SIGHUP"),
+])
+def test_sigterm_and_sighup_end_a_command_the_way_ctrl_c_does(monkeypatch, capsys, signum, code, message):
+    """The same way out as Ctrl-C, whose Lava runs test_lifecycle follows to the end: the command's cleanups
+    run, one line, exit 128 + the signal's number, and a second signal is ignored."""
+    cleaned = []
+
+    def command(args: argparse.Namespace) -> int:
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(30)      # the handler raises in here
+        finally:
+            os.kill(os.getpid(), signum)    # during cleanup: ignored
+            cleaned.append(signum)
+        return 0
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(func=command)
+    monkeypatch.setattr("lava_deploy.cli.build_parser", lambda: parser)
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        started = time.monotonic()
+        assert main([]) == code
+        assert time.monotonic() - started < 20
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    assert cleaned == [signum]
+    assert capsys.readouterr().err.strip().splitlines() == [message]
