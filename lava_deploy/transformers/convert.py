@@ -99,7 +99,7 @@ def convert(classifier: TransformerClassifier, calibration: Calibration, method:
             group_size: int = GROUP_SIZE) -> SpikingTransformer:
     """The spiking form of ``classifier`` by ``method``: ``ec`` (expectation compensation, ``levels``
     thresholds per side) or ``sta`` (spatio-temporal approximation, groups of ``group_size`` neurons fitted
-    to each non-linear piece over its calibrated range, knots also at its calibration inputs' quantiles)."""
+    to each non-linear piece over its calibrated range, half its knots where its calibration inputs lie)."""
     if method not in METHODS:
         raise DeployError(f"unknown conversion method '{method}' (choose from {', '.join(METHODS)})")
     if not 1 <= levels <= 16:

@@ -100,7 +100,8 @@ class AnnOps(Ops):
 
     def piece_inputs(self) -> dict[str, torch.Tensor]:
         """Per piece, at most :data:`PIECE_SAMPLES` of its recorded inputs."""
-        return {key: _subset(torch.cat(chunks), PIECE_SAMPLES, self.piece_generator) for key, chunks in self.inputs.items()}
+        return {key: _subset(torch.cat(chunks), PIECE_SAMPLES, self.piece_generator)
+                for key, chunks in self.inputs.items()}
 
     def thresholds(self, percentile: float) -> dict[str, torch.Tensor]:
         """Per neuron site, the ``percentile`` of each neuron's absolute activation, shaped to broadcast."""

@@ -23,10 +23,11 @@ no loop over neurons, one Python pass over the layers per step.
   rule with one level);
 * each elementwise non-linear piece (GELU, exp, reciprocal, square, rsqrt)
   is a universal group operator: a group of ``group_size`` neurons whose
-  summed response is a piecewise-linear function with knots spread along the
-  function's curve over the range observed in calibration and at the
-  quantiles of the inputs observed there, fitted by least squares on sampled
-  inputs of that range (no training, no data beyond the range) (:class:`NeuronGroup`). Softmax and LayerNorm are composed of these
+  summed response is a piecewise-linear function, half of its knots spread
+  along the function's curve over the range observed in calibration, half
+  where the calibration inputs lie (weighted by the curvature), fitted by least
+  squares on sampled inputs of that range (no training, no data beyond the
+  range) (:class:`NeuronGroup`). Softmax and LayerNorm are composed of these
   pieces, sums and products; the group reads the running input estimate and
   its output is corrected at each step so that the outputs sum to t F(mean);
 * temporally corrective attention: the product of spike trains Q, K is
