@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -12,18 +10,16 @@ import pytest
 
 from factories import random_codes, random_network, with_neuron_bias
 from lava_deploy.errors import DeployError
-from lava_deploy.network.netx import write_netx
 from lava_deploy.simulate.lava_cpu.runner import run_lava
 from lava_deploy.network.reference import run_reference
 
 pytestmark = pytest.mark.lava
 
 
-def _worker_processes(caller: int | None = None) -> list[str]:
-    """Command lines of the live Lava workers started by ``caller`` (default: this process), and of their forked
-    children, which share the command line (whose last word is the caller's pid): other runs on the machine
-    are not this test's."""
-    caller = os.getpid() if caller is None else caller
+def _worker_processes() -> list[str]:
+    """Command lines of the live Lava workers started by this process, and of their forked children, which share
+    the command line (whose last word is the caller's pid): other runs on the machine are not this test's."""
+    caller = os.getpid()
     out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if "lava_cpu.worker" in line and line.split()[-1] == str(caller)]
 
@@ -115,26 +111,6 @@ def test_timeout_stops_the_run_and_leaves_no_process():
     with pytest.raises(DeployError, match="did not finish within 3 s"):
         run_lava(network, codes, np.zeros(len(codes), np.int64), timeout_s=3)
     assert _worker_processes() == []
-
-
-def test_ctrl_c_during_simulate_stops_cleanly(tmp_path):
-    rng = np.random.default_rng(5)
-    network = random_network(rng, time_steps=2, input_bits=8, input_shape=(1, 8, 8), conv=False, classes=10)
-    path = tmp_path / "net.net"
-    write_netx(network, path)
-    cli = subprocess.Popen([sys.executable, "-m", "lava_deploy", "simulate", str(path), "--backend", "lava-cpu",
-                            "--dataset", "digits"], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not _worker_processes(cli.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _worker_processes(cli.pid), "the Lava worker never started"
-    time.sleep(2)
-    cli.send_signal(signal.SIGINT)
-    _, err = cli.communicate(timeout=60)
-    assert cli.returncode == 130
-    assert err.strip().splitlines()[-1] == "lava-deploy: interrupted"
-    assert "Traceback" not in err
-    assert _worker_processes(cli.pid) == []
 
 
 @pytest.mark.parametrize("seed, time_steps", [(0, 2), (1, 3)])
