@@ -89,6 +89,10 @@ def measure(name: str, samples: Optional[int], repeats: int, configs: list) -> d
             "single_run_cores_used": statistics.median(r["cpu_seconds"] / r["wall_seconds"] for r in runs[single])}
 
 
+def _cores_range(runs: list[dict]) -> str:
+    return f"{min(x['other_processes_cores'] for x in runs):.2f} to {max(x['other_processes_cores'] for x in runs):.2f}"
+
+
 def write(report: dict) -> None:
     """JSON and a markdown table with the target's verdict."""
     machine = write_report(RESULTS, "sharding", report)
@@ -109,12 +113,24 @@ def write(report: dict) -> None:
         value = r["speedup_best"]["2 workers"]
         lines.append(f"- {r['model']}: {'met' if value >= TARGET else 'not met'} ({value:.2f}x best, "
                      f"{r['speedup_median']['2 workers']:.2f}x median)")
-    loads = [run for r in report["rows"] for rs in r["runs"].values() for run in rs]
+    lines += ["", "What bounds it: two shards do at least one run's work (each also starts and compiles its own "
+              "Lava run), and two runs at once share the same cores, so the speed-up with 2 workers cannot exceed "
+              f"{report['machine']['cpu_count']} / (one run's cores used). CPU seconds of this benchmark's "
+              "processes (best run's), 1 worker / 2 workers:", ""]
+    for r in report["rows"]:
+        cpu = {label: min(r["runs"][label], key=lambda x: x["wall_seconds"])["cpu_seconds"]
+               for label in ("1 worker", "2 workers")}
+        lines.append(f"- {r['model']}: {cpu['1 worker']:.1f} / {cpu['2 workers']:.1f} s; bound "
+                     f"{report['machine']['cpu_count'] / r['single_run_cores_used']:.2f}x")
+    local = [run for r in report["rows"] for label, rs in r["runs"].items() if label != CONFIGS[2][0] for run in rs]
+    ray = [run for r in report["rows"] for run in r["runs"].get(CONFIGS[2][0], [])]
     lines += ["", "Load while measuring: 1-minute load average before a run "
-              f"{min(x['load_average_before'] for x in loads):.1f} to {max(x['load_average_before'] for x in loads):.1f}; "
-              "cores kept busy by other processes during a run "
-              f"{min(x['other_processes_cores'] for x in loads):.2f} to "
-              f"{max(x['other_processes_cores'] for x in loads):.2f} (of {report['machine']['cpu_count']}).", ""]
+              f"{min(x['load_average_before'] for x in local + ray):.1f} to "
+              f"{max(x['load_average_before'] for x in local + ray):.1f} (Lava's own processes count in it); "
+              "cores kept busy by processes other than this benchmark's during a run "
+              f"{_cores_range(local)} (of {report['machine']['cpu_count']})"
+              + (f", during the Ray runs {_cores_range(ray)} (Ray's own daemons, which are not this benchmark's "
+                 "children)." if ray else "."), ""]
     if report.get("note"):
         lines += [report["note"], ""]
     (RESULTS / "sharding.md").write_text("\n".join(lines))
