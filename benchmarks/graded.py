@@ -12,8 +12,8 @@ For each shipped model (netx_models/*/model.pt):
 3. Lava samples per second, bit-serial against graded, on a longer stream
    (``--stream``, 1,000 samples: the first test samples, the digits' 360
    repeated; a 200-sample run of a small network lasts a third of a second,
-   which measures noise): simulation time only (compilation and start-up excluded, the same for both),
-   best of ``--repeats`` alternating runs, spikes not recorded; every run's
+   which measures noise): simulation time only (compilation and start-up
+   excluded, the same for both), best of ``--repeats`` alternating runs, spikes not recorded; every run's
    logits must equal the reference's. On the whole stream, and in the steady
    state (samples added over seconds added from a 20-sample stream: a run's
    first steps carry a fixed cost). The wall time of each call (start-up
