@@ -139,9 +139,8 @@ def activity(network: SpikingNetwork, codes: np.ndarray) -> dict:
                           "spikes": estimate.spike_nj, "total": estimate.total_nj}}
 
 
-def _stream(network: SpikingNetwork, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``length`` test samples, the split repeated from its start where it is shorter (the digits: 360)."""
-    codes, labels = simulation_inputs(network, network.metadata["dataset"])
+def _stream(codes: np.ndarray, labels: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``length`` samples, repeated from the start where there are fewer (the digits' split: 360)."""
     reps = -(-length // len(labels))
     return np.concatenate([codes] * reps)[:length], np.concatenate([labels] * reps)[:length]
 
@@ -157,13 +156,14 @@ def measure(name: str, samples: int, stream: int, repeats: int, folder: Path) ->
     compared = json.loads(_cli("compare", str(path), "--samples", str(samples), "--json", "--quiet"))
     print(f"{name}: graded compare: spike agreement {compared['spike_agreement']}, prediction agreement "
           f"{compared['prediction_agreement']}, logit agreement {compared['logit_agreement']}", flush=True)
-    codes, labels = simulation_inputs(shipped, shipped.metadata["dataset"], samples)
+    split = simulation_inputs(shipped, shipped.metadata["dataset"])
+    codes, labels = (x[:samples] for x in split)
     networks = {BIT_SERIAL: shipped, GRADED: graded}
     row = {"model": name, "samples": len(labels), "time_steps": shipped.time_steps,
            "compare_graded": {key: compared[key] for key in ("samples", "encoding", "accuracy", "spike_agreement",
                                                               "prediction_agreement", "logit_agreement",
                                                               "latency_steps", "steps_per_sample")},
-           "lava": speed(networks, *_stream(shipped, stream), repeats),
+           "lava": speed(networks, *_stream(*split, stream), repeats),
            **{name_: activity(network, codes) for name_, network in networks.items()}}
     lava = row["lava"]
     print(f"{name}: Lava {lava[BIT_SERIAL]['samples_per_second']:.1f} samples/s bit-serial, "

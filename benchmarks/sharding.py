@@ -122,8 +122,9 @@ def write(report: dict) -> None:
                for label in ("1 worker", "2 workers")}
         lines.append(f"- {r['model']}: {cpu['1 worker']:.1f} / {cpu['2 workers']:.1f} s; bound "
                      f"{report['machine']['cpu_count'] / r['single_run_cores_used']:.2f}x")
-    local = [run for r in report["rows"] for label, rs in r["runs"].items() if label != CONFIGS[2][0] for run in rs]
-    ray = [run for r in report["rows"] for run in r["runs"].get(CONFIGS[2][0], [])]
+    on_ray = {label for label, _, address in CONFIGS if address}
+    local = [run for r in report["rows"] for label, rs in r["runs"].items() if label not in on_ray for run in rs]
+    ray = [run for r in report["rows"] for label, rs in r["runs"].items() if label in on_ray for run in rs]
     lines += ["", "Load while measuring: 1-minute load average before a run "
               f"{min(x['load_average_before'] for x in local + ray):.1f} to "
               f"{max(x['load_average_before'] for x in local + ray):.1f} (Lava's own processes count in it); "

@@ -19,9 +19,8 @@ pytestmark = pytest.mark.lava
 def _worker_processes() -> list[str]:
     """Command lines of the live Lava workers started by this process, and of their forked children, which share
     the command line (whose last word is the caller's pid): other runs on the machine are not this test's."""
-    caller = os.getpid()
     out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "lava_cpu.worker" in line and line.split()[-1] == str(caller)]
+    return [line for line in out.splitlines() if "lava_cpu.worker" in line and line.split()[-1] == str(os.getpid())]
 
 
 def _assert_matches_reference(network, codes, labels, **kwargs):
