@@ -1,4 +1,5 @@
-"""Random integer spiking networks for property tests, and stock lava-dl netx files (shared by several test files)."""
+"""Random integer spiking networks for property tests, stock lava-dl netx files, and the shared memory a Lava run
+maps (shared by several test files)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -212,3 +213,16 @@ def random_transformer_network(rng: np.random.Generator, time_steps: int = 3, in
     readout = DenseSynapse(_mantissa(rng, (classes, int(np.prod(shape)))), 0, shape)
     add([Edge(lookup, readout)], Readout(T + 2), rng.integers(-50, 50, size=classes).astype(np.int64))
     return SpikingNetwork(layers, T, input_bits, (1, 2 * size, 2 * size), [str(c) for c in range(classes)])
+
+
+def shared_memory_mapped_by(pids: list[int]) -> set[str]:
+    """Names of the /dev/shm entries that ``pids`` map (psm_* segments; Lava's semaphores are unlinked at once)."""
+    names = set()
+    for pid in pids:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+        except OSError:
+            continue
+        names.update(line.rsplit("/dev/shm/", 1)[1] for line in maps
+                     if "/dev/shm/" in line and not line.endswith("(deleted)"))
+    return names

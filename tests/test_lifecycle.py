@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 import pytest
 
-from factories import random_codes, random_network
+from factories import random_codes, random_network, shared_memory_mapped_by
 from lava_deploy.errors import DeployError
 from lava_deploy.simulate.lava_cpu.runner import run_lava
 
@@ -31,6 +31,22 @@ pytestmark = pytest.mark.lava
 #: 1,000 mnist5k samples at about 35 ms each: a run still going long after the signal (the digits CNN's 360
 #: samples could end, and the caller with them, in the moment between the signal's aim and its arrival).
 MODEL = str(Path(__file__).resolve().parents[1] / "netx_models" / "mnist5k-cnn-t3" / "model.net")
+
+
+@pytest.fixture(scope="module")
+def shard_stream(tmp_path_factory) -> str:
+    """A dataset spec of 3,000 test samples (mnist5k's 5,000 images three times), for two shards of 1,500.
+
+    The second shard's Lava run compiles while the first runs, which leaves its compiler a small share of
+    two cores: its first sample may come 25 s after the first shard's. Shards of mnist5k's 500 could end first.
+    """
+    from lava_deploy.data.datasets import load_dataset
+    mnist = load_dataset("mnist5k")
+    images = np.concatenate([mnist.x_train, mnist.x_test])[:, 0]
+    labels = np.concatenate([mnist.y_train, mnist.y_test])
+    path = tmp_path_factory.mktemp("stream") / "stream.npz"
+    np.savez(path, x=np.tile(np.round(images * 255).astype(np.uint8), (3, 1, 1)), y=np.tile(labels, 3))
+    return f"npz:{path}"
 
 
 def _stat(pid: str) -> list[str]:
@@ -63,19 +79,6 @@ def _workers(tmpdir: Path) -> list[int]:
     return _live(is_worker)
 
 
-def _shared_memory(pids: list[int]) -> set[str]:
-    """Names of the /dev/shm entries that ``pids`` map (psm_* segments; Lava's semaphores are unlinked at once)."""
-    names = set()
-    for pid in pids:
-        try:
-            maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
-        except OSError:
-            continue
-        names.update(line.rsplit("/dev/shm/", 1)[1] for line in maps
-                     if "/dev/shm/" in line and not line.endswith("(deleted)"))
-    return names
-
-
 def _wait(condition, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -85,17 +88,17 @@ def _wait(condition, timeout: float) -> bool:
     return True
 
 
-def _start_cli(tmp_path: Path, *options: str, runs: int = 1,
+def _start_cli(tmp_path: Path, *options: str, runs: int = 1, dataset: str = "mnist5k",
                env: Optional[dict] = None) -> tuple[subprocess.Popen, Path, list[int], set[str]]:
-    """Start ``simulate --backend lava-cpu`` with ``options`` and wait until each of its ``runs`` Lava runs
-    (one per shard) has finished a sample.
+    """Start ``simulate --backend lava-cpu`` on ``dataset`` with ``options`` and wait until each of its ``runs``
+    Lava runs (one per shard) has finished a sample.
 
     Returns the CLI, its TMPDIR, the workers' sessions and the shared memory they map.
     """
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     cli = subprocess.Popen([sys.executable, "-m", "lava_deploy", "simulate", MODEL, "--backend", "lava-cpu",
-                            "--dataset", "mnist5k", "-q", *options], stdout=subprocess.DEVNULL,
+                            "--dataset", dataset, "-q", *options], stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmpdir), **(env or {})})
 
     def each_finished_a_sample() -> bool:
@@ -109,7 +112,7 @@ def _start_cli(tmp_path: Path, *options: str, runs: int = 1,
     assert _wait(each_finished_a_sample, 180), "Lava never finished a sample in every run"
     sessions = sorted({int(_stat(str(pid))[3]) for pid in _workers(tmpdir)})
     assert len(sessions) == runs, f"expected {runs} Lava runs, found sessions {sessions}"
-    segments = _shared_memory([pid for sid in sessions for pid in _session(sid)])
+    segments = shared_memory_mapped_by([pid for sid in sessions for pid in _session(sid)])
     assert segments, "the run maps no shared memory: nothing to check"
     assert cli.poll() is None, "the run ended before the signal"
     return cli, tmpdir, sessions, segments
@@ -146,10 +149,10 @@ def test_sigkill_during_a_lava_run_leaves_nothing(tmp_path):
     _assert_nothing_left(tmpdir, sessions, segments)
 
 
-def test_ctrl_c_during_a_sharded_run_stops_every_shard(tmp_path):
+def test_ctrl_c_during_a_sharded_run_stops_every_shard(tmp_path, shard_stream):
     """Two shards, each a Lava run of its own, started by threads of the CLI: Ctrl-C stops both. (A killed CLI's
     shard workers end themselves as a single run's worker does: each watches the CLI's pid, tested above.)"""
-    cli, tmpdir, sessions, segments = _start_cli(tmp_path, "--workers", "2", runs=2)
+    cli, tmpdir, sessions, segments = _start_cli(tmp_path, "--workers", "2", runs=2, dataset=shard_stream)
     cli.send_signal(signal.SIGINT)
     _, err = cli.communicate(timeout=30)
     assert cli.returncode == 130
@@ -157,7 +160,7 @@ def test_ctrl_c_during_a_sharded_run_stops_every_shard(tmp_path):
     _assert_nothing_left(tmpdir, sessions, segments)
 
 
-def test_ctrl_c_during_a_ray_run_stops_every_shard_and_ray(tmp_path):
+def test_ctrl_c_during_a_ray_run_stops_every_shard_and_ray(tmp_path, shard_stream):
     """--ray on a local Ray instance, two shards as Ray tasks: Ctrl-C cancels both (each cleans up its Lava
     run) and shuts the instance down."""
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'lava-deploy[ray]')")
@@ -166,7 +169,7 @@ def test_ctrl_c_during_a_ray_run_stops_every_shard_and_ray(tmp_path):
     ray_tmp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     try:
         cli, tmpdir, sessions, segments = _start_cli(tmp_path, "--ray", "--workers", "2", runs=2,
-                                                     env={"RAY_TMPDIR": ray_tmp})
+                                                     dataset=shard_stream, env={"RAY_TMPDIR": ray_tmp})
         cli.send_signal(signal.SIGINT)
         _, err = cli.communicate(timeout=90)
         assert cli.returncode == 130
@@ -201,7 +204,7 @@ def test_process_model_error_leaves_no_shared_memory(own_tmpdir):
     def watch() -> None:
         corrupted = False
         while running:
-            segments = _shared_memory(_workers(own_tmpdir))
+            segments = shared_memory_mapped_by(_workers(own_tmpdir))
             seen.update(segments)
             if segments and not corrupted:     # Lava runs: a label of -1 leaves the sink one label short
                 for labels in own_tmpdir.glob("lava-deploy-*/input_labels.npy"):
@@ -220,6 +223,26 @@ def test_process_model_error_leaves_no_shared_memory(own_tmpdir):
     assert not seen & set(os.listdir("/dev/shm")), "the run's shared memory is left in /dev/shm"
     assert _wait(lambda: not _workers(own_tmpdir), 5)
     assert list(own_tmpdir.iterdir()) == []
+
+
+_RELEASE = """
+from multiprocessing import resource_tracker, shared_memory
+from pathlib import Path
+from lava_deploy.simulate.lava_cpu.worker import _release_shared_memory
+channel, other = shared_memory.SharedMemory(create=True, size=4096), shared_memory.SharedMemory(create=True, size=64)
+other.close()       # neither mapped nor open here any more: not this process's to unlink
+_release_shared_memory(None)        # no Lava runtime: what the process holds is found without one
+print(Path("/dev/shm", channel.name).exists(), Path("/dev/shm", other.name).exists())
+other.unlink()
+resource_tracker.unregister(channel._name, "shared_memory")
+"""
+
+
+def test_releasing_shared_memory_unlinks_the_segments_the_worker_maps():
+    """Without Lava's shared-memory manager, whose server a busy machine can leave killed halfway."""
+    child = subprocess.run([sys.executable, "-c", _RELEASE], capture_output=True, text=True, timeout=60)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == ["False", "True"]
 
 
 def test_next_run_removes_the_job_folder_of_a_killed_run(own_tmpdir):

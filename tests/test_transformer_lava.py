@@ -1,12 +1,19 @@
 """One converted BERT block (expectation compensation, 8-threshold neurons) as Lava Processes matches PyTorch."""
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
 
+from factories import shared_memory_mapped_by  # noqa: E402
 from lava_deploy.errors import DeployError  # noqa: E402
 from lava_deploy.transformers.convert import calibrate, convert  # noqa: E402
 from lava_deploy.transformers.encoder import TransformerClassifier, text_batch  # noqa: E402
@@ -52,3 +59,30 @@ def test_lava_block_refuses_what_it_does_not_run():
     other = convert(spiking.classifier, spiking.calibration, "sta")
     with pytest.raises(DeployError, match="expectation compensation"):
         run_block(other, np.zeros((1, TOKENS, 16)), np.ones((1, TOKENS), dtype=bool), STEPS)
+
+
+def test_ctrl_c_during_a_lava_block_run_leaves_no_shared_memory():
+    """The run's child is killed with its session: the shared memory of its channels must not stay behind."""
+    from lava_deploy.transformers.lava_block import run_block
+
+    spiking, batch = _block()
+    with torch.no_grad():
+        current = spiking.classifier.embed(batch).numpy()
+    seen: set[str] = set()
+    caller = threading.get_ident()
+
+    def interrupt_once_lava_runs() -> None:
+        deadline = time.monotonic() + 120
+        while not seen and time.monotonic() < deadline:
+            seen.update(shared_memory_mapped_by([child.pid for child in multiprocessing.active_children()]))
+            time.sleep(0.02)
+        signal.pthread_kill(caller, signal.SIGINT)
+    interrupter = threading.Thread(target=interrupt_once_lava_runs)
+    interrupter.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):      # 20 times the samples: still running when Ctrl-C comes
+            run_block(spiking, np.tile(current, (20, 1, 1)), np.tile(batch.token_valid.numpy(), (20, 1)), STEPS)
+    finally:
+        interrupter.join()
+    assert seen, "the run was never seen mapping shared memory: nothing to check"
+    assert not seen & set(os.listdir("/dev/shm")), "the run's shared memory is left in /dev/shm"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np

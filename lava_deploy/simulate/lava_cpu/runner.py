@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from lava_deploy.network.netx import write_netx
 from lava_deploy.network.netx_stock import StockNetwork
 from lava_deploy.simulate.stock import StockInput, StockResult
 from lava_deploy.simulate.backend import RunCancelled
+from lava_deploy.simulate.lava_cpu.session import kill_session
 
 #: Seconds allowed for start-up and compilation, and per simulated step, before a run counts as hung.
 _STARTUP_S, _PER_STEP_S = 120.0, 0.25
@@ -298,7 +298,8 @@ def end_session(worker: subprocess.Popen, grace_s: float = _GRACE_S) -> None:
     """End the worker and every process it started (Lava's runtime children included).
 
     SIGTERM first: the worker then releases Lava's shared memory and ends Lava's processes itself. Whatever
-    of its session is alive after that, or after ``grace_s`` seconds, is killed.
+    of its session is alive after that, or after ``grace_s`` seconds, is killed, and the shared memory a
+    worker still alive holds is unlinked.
     """
     if worker.poll() is None:
         worker.terminate()
@@ -306,10 +307,7 @@ def end_session(worker: subprocess.Popen, grace_s: float = _GRACE_S) -> None:
             worker.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             pass
-    try:
-        os.killpg(worker.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    kill_session(worker.pid)
     worker.wait()
     # Lava's forked children die asynchronously: wait (briefly) until none of the group is alive.
     deadline = time.monotonic() + 5.0
@@ -320,11 +318,11 @@ def end_session(worker: subprocess.Popen, grace_s: float = _GRACE_S) -> None:
 def _live_group_members(group: int) -> list[int]:
     """PIDs in process group ``group`` that are not zombies (Linux /proc; empty elsewhere)."""
     members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for process_stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = process_stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if fields[0] != "Z" and int(fields[2]) == group:
-            members.append(int(stat.parent.name))
+            members.append(int(process_stat.parent.name))
     return members

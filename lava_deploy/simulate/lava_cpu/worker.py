@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import NoReturn, Optional
 
 import numpy as np
 from lava.magma.core.process.process import AbstractProcess
@@ -34,6 +34,7 @@ from lava_deploy.network import INPUT, Edge, GradedEmit as GradedNeuron, Spiking
 from lava_deploy.network.netx import read_netx
 from lava_deploy.simulate.loihi2 import hardware_run_config
 from lava_deploy.simulate.lava_cpu.runner import TEMPDIR_FILE
+from lava_deploy.simulate.lava_cpu.session import held_segments, unlink_segments
 from lava_deploy.simulate.lava_cpu.process.models import PyConvModelFast
 from lava_deploy.simulate.lava_cpu.process.process import (AccumulateEmit, BiasReplay, DigitSource, GradedEmit,
                                                            LogitSink, SpikeDelay, SpikeRecorder, SpikeReplay)
@@ -53,9 +54,9 @@ _END, _ORPHANED = signal.SIGTERM, signal.SIGHUP
 class Lifecycle:
     """How the worker ends when it does not succeed: on error, on SIGTERM, or when its caller dies, by any signal.
 
-    Every way first releases Lava's shared memory (Lava's stop() blocks forever after a process-model error,
-    and a killed shared-memory manager leaves its /dev/shm segments and its pymp-* folder behind), then kills
-    Lava's runtime processes. A worker whose caller is gone also removes the job folder: nobody else can.
+    Every way first unlinks Lava's shared memory (Lava's stop() blocks forever after a process-model error),
+    then kills Lava's runtime processes, its shared-memory manager among them, and removes their
+    multiprocessing folder. A worker whose caller is gone also removes the job folder: nobody else can.
 
     Args:
         job: the job folder.
@@ -101,7 +102,7 @@ class Lifecycle:
         for signum in (_END, _ORPHANED):    # one ending: another signal must not cut it short
             signal.signal(signum, signal.SIG_IGN)
         try:
-            _release_shared_memory(_shared_memory_manager(self.process))
+            _release_shared_memory(self.process)
             children = multiprocessing.active_children()    # Lava's runtime processes, forked by this one
             for child in children:
                 child.kill()
@@ -125,23 +126,33 @@ def _signal_on_parent_death(signum: int) -> bool:
         return False
 
 
-def _shared_memory_manager(process: Optional[AbstractProcess]) -> Any:
-    """Lava's shared-memory manager of the runtime built for ``process``, or None (Lava offers no public handle)."""
-    runtime = process.runtime if process is not None else None
-    infrastructure = getattr(runtime, "_messaging_infrastructure", None)
-    return None if infrastructure is None else infrastructure.smm
+def _release_shared_memory(process: Optional[AbstractProcess]) -> None:
+    """Unlink the shared-memory segments of Lava's channels, which this process creates and holds.
+
+    Not by stopping Lava's shared-memory manager, where /proc names them: its server unlinks them only after
+    starting a resource tracker (a new Python process), which on a busy machine can outlast the caller's
+    grace, and a signal that lands during Lava's own stop() finds the manager's shutdown under way and returns
+    at once; either way the server is killed with segments left.
+    """
+    segments = held_segments()
+    if segments is None:
+        _stop_shared_memory_manager(process)
+    else:
+        unlink_segments(segments)
 
 
-def _release_shared_memory(manager: Any) -> None:
-    """Stop Lava's shared-memory manager, which unlinks every segment and removes its pymp-* folder.
+def _stop_shared_memory_manager(process: Optional[AbstractProcess]) -> None:
+    """Stop the shared-memory manager of the runtime Lava built for ``process``: it unlinks every segment.
 
     The last step of Lava's own MultiProcessing.stop(), without the join of every process model before it,
-    which never returns after a model error.
+    which never returns after a model error. Lava offers no public handle on the manager.
     """
-    if manager is None:
+    runtime = process.runtime if process is not None else None
+    infrastructure = getattr(runtime, "_messaging_infrastructure", None)
+    if infrastructure is None or infrastructure.smm is None:
         return
     try:
-        manager.shutdown()
+        infrastructure.smm.shutdown()
     except Exception as exc:  # noqa: BLE001 - a manager cut short while starting; the caller kills what is left
         print(f"releasing Lava's shared memory failed: {exc!r}", file=sys.stderr)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg
 
 from lava_deploy.errors import DeployError
+from lava_deploy.simulate.lava_cpu.session import kill_session
 from lava_deploy.transformers.convert import SpikingTransformer
 from lava_deploy.transformers.lava_block.process import (CompensatedFunction, EmbeddingSource, MultiThresholdNeuron,
                                                          SpikeProduct, StepSink, TokenDense)
@@ -81,7 +81,9 @@ def run_block(spiking: SpikingTransformer, embeddings: np.ndarray, token_valid: 
                 child.join(0.5)
         finally:
             if child.is_alive() or child.exitcode != 0:
-                _kill_session(child.pid)
+                kill_session(child.pid)    # Lava's processes, its shared memory too
+                child.kill()        # a child not yet leading its session (setsid is its first step)
+                child.join()
         failures = sorted(errors.glob("*.txt"))
         if failures:
             raise DeployError("a Lava process failed: " + failures[0].read_text().strip().splitlines()[-1])
@@ -89,14 +91,6 @@ def run_block(spiking: SpikingTransformer, embeddings: np.ndarray, token_valid: 
             raise DeployError("the Lava run " + (f"did not finish in {timeout_s:.0f} s" if child.exitcode is None
                                                   else f"exited with code {child.exitcode}"))
         return np.array(np.load(paths["record"], mmap_mode="r"))
-
-
-def _kill_session(pid: int) -> None:
-    """SIGKILL every process of the child's session (Lava's processes and its shared-memory manager)."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _run_in_session(spiking: SpikingTransformer, block: int, paths: dict[str, str], error_dir: str, n: int,
