@@ -129,10 +129,9 @@ def _signal_on_parent_death(signum: int) -> bool:
 def _release_shared_memory(process: Optional[AbstractProcess]) -> None:
     """Unlink the shared-memory segments of Lava's channels, which this process creates and holds.
 
-    Not by stopping Lava's shared-memory manager, where /proc names them: its server unlinks them only after
-    starting a resource tracker (a new Python process), which on a busy machine can outlast the caller's
-    grace, and a signal that lands during Lava's own stop() finds the manager's shutdown under way and returns
-    at once; either way the server is killed with segments left.
+    Not by stopping Lava's shared-memory manager, where /proc names them: that rests on the manager's server
+    process, and a signal that lands during Lava's own stop() (a run ending as the caller stops it) finds the
+    manager's shutdown under way and returns at once, so the server is killed with segments left.
     """
     segments = held_segments()
     if segments is None:
