@@ -185,9 +185,9 @@ def write(report: dict) -> None:
             for run in length]
     loads = [x for run in runs for x in run["load_before"][:1] + run["load_after"][:1]]
     cores = np.median([run["cpu_seconds"] / run["run_seconds"] for run in runs])
-    spread = {length: max(max(x["run_seconds"] for x in r["lava"][e]["runs"][length])
-                          / min(x["run_seconds"] for x in r["lava"][e]["runs"][length])
-                          for r in report["rows"] for e in (BIT_SERIAL, GRADED)) for length in ("stream", "short")}
+    seconds = {length: [[x["run_seconds"] for x in r["lava"][e]["runs"][length]]
+                        for r in report["rows"] for e in (BIT_SERIAL, GRADED)] for length in ("stream", "short")}
+    spread = {length: max(max(s) / min(s) for s in measurements) for length, measurements in seconds.items()}
     b, g = BIT_SERIAL, GRADED
     lines = ["# Graded spikes against bit-serial spikes (measured in one run)", "",
              f"Machine: {machine}. The 1-minute load average on its {report['machine']['cpu_count']} cores was "

@@ -15,10 +15,9 @@ import signal
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
-#: Where Linux keeps POSIX shared memory.
-SHARED_MEMORY = "/dev/shm/"
-#: Python's multiprocessing.shared_memory names its segments so; Lava's channels are such segments.
-_SEGMENT = SHARED_MEMORY + "psm_"
+#: Where Linux keeps POSIX shared memory, and how Python's multiprocessing.shared_memory names its segments
+#: (Lava's channels are such segments).
+_SEGMENT = "/dev/shm/psm_"
 
 
 def held_segments(pid: Union[int, str] = "self") -> Optional[set[str]]:
